@@ -1,0 +1,245 @@
+"""``configure()``: one call that builds the audit pipeline and instruments what is installed.
+
+It honours the standard ``OTEL_*`` variables (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
+``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER``, ``OTEL_EXPORTER_OTLP_*``), puts our
+processors in front of every exporter, and, when no exporter is configured at all, writes
+OTLP JSON to a local file so nothing needs a server to get started. The
+``opentelemetry-instrument`` distro calls the same function.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from otel_llm_audit.config import Settings, set_settings
+from otel_llm_audit.delivery.otlp_json import OtlpJsonFileMetricExporter, OtlpJsonFileSpanExporter
+from otel_llm_audit.processing.identity import AuditIdentitySpanProcessor
+from otel_llm_audit.processing.pipeline import AuditSpanProcessor
+
+logger = logging.getLogger("otel_llm_audit")
+
+INSTRUMENTOR_GROUP = "opentelemetry_instrumentor"
+INSTRUMENTOR_PREFIX = "llm_audit_"
+
+
+@dataclass
+class AuditPipeline:
+    """What ``configure()`` built; keep it to flush or shut down at exit."""
+
+    settings: Settings
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider | None
+    span_exporters: list[SpanExporter]
+    metric_readers: list[MetricReader] = field(default_factory=list)
+    instrumentors: list[Any] = field(default_factory=list)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        ok = self.tracer_provider.force_flush(timeout_millis)
+        if self.meter_provider is not None:
+            ok = self.meter_provider.force_flush(timeout_millis) and ok
+        return ok
+
+    def shutdown(self) -> None:
+        """Flush and stop exporting; undo the instrumentation this call installed."""
+        for instrumentor in self.instrumentors:
+            try:
+                instrumentor.uninstrument()
+            except Exception:  # pragma: no cover - best effort at exit
+                logger.debug("otel-llm-audit: uninstrument failed", exc_info=True)
+        self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
+
+
+_lock = threading.Lock()
+
+
+def configure(
+    *,
+    span_exporters: Sequence[SpanExporter] | None = None,
+    metric_readers: Sequence[MetricReader] | None = None,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    instrument: bool = True,
+    set_global: bool = True,
+    **settings: Any,
+) -> AuditPipeline:
+    """Build the audit pipeline and, by default, instrument every supported library installed.
+
+    ``settings`` are the fields of :class:`~otel_llm_audit.config.Settings` (``content="raw"``,
+    ``price_files=[...]``, ...); they win over the environment. Exporters default to the
+    standard ``OTEL_*`` variables, and to an OTLP JSON file when none is configured.
+    """
+    resolved = Settings.from_env(**settings)
+    _check_prices(resolved)
+    set_settings(resolved)
+    with _lock:
+        exporters = list(span_exporters) if span_exporters is not None else span_exporters_from_env(resolved)
+        provider = tracer_provider or TracerProvider(resource=Resource.create())
+        provider.add_span_processor(AuditIdentitySpanProcessor())
+        provider.add_span_processor(
+            AuditSpanProcessor([BatchSpanProcessor(e) for e in exporters], queue_size=resolved.queue_size)
+        )
+        readers = list(metric_readers) if metric_readers is not None else metric_readers_from_env(resolved)
+        mp = meter_provider
+        if mp is None and readers:
+            mp = MeterProvider(resource=provider.resource, metric_readers=readers)
+        if set_global:
+            _set_global_providers(provider, mp)
+        pipeline = AuditPipeline(resolved, provider, mp, exporters, readers)
+        if instrument:
+            pipeline.instrumentors = instrument_installed(resolved, provider, mp)
+    return pipeline
+
+
+def _check_prices(settings: Settings) -> None:
+    """A broken price override file is a start-up error, not a silent gap in cost."""
+    from otel_llm_audit.processing.cost import PriceTable
+
+    PriceTable.load(*settings.price_files)
+
+
+def _set_global_providers(provider: TracerProvider, meter_provider: MeterProvider | None) -> None:
+    current = trace.get_tracer_provider()
+    if current is not provider:
+        if isinstance(current, TracerProvider):
+            logger.warning(
+                "otel-llm-audit: a TracerProvider was already set globally; our spans go to the new "
+                "one only for instrumentors configured by configure()"
+            )
+        else:
+            trace.set_tracer_provider(provider)
+    if meter_provider is not None:
+        current_mp = metrics.get_meter_provider()
+        if not isinstance(current_mp, MeterProvider):
+            metrics.set_meter_provider(meter_provider)
+
+
+def _otlp_configured(signal: str) -> bool:
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    )
+
+
+def _exporter_names(env_var: str, signal: str) -> list[str]:
+    raw = os.environ.get(env_var, "").strip()
+    if raw:
+        return [n.strip() for n in raw.split(",") if n.strip()]
+    return ["otlp"] if _otlp_configured(signal) else ["otlp_json_file"]
+
+
+def _otlp_entry_point(signal: str) -> str:
+    protocol = (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if protocol == "grpc":
+        return "otlp_proto_grpc"
+    if protocol in ("http/protobuf", "http/json"):
+        return "otlp_proto_http"
+    raise ValueError(f"unsupported OTLP protocol {protocol!r} (use grpc or http/protobuf)")
+
+
+def _load_exporter(group: str, name: str) -> Any:
+    found = [ep for ep in entry_points(group=group) if ep.name == name]
+    if not found:
+        hint = " (pip install 'otel-llm-audit[grpc]')" if "grpc" in name else ""
+        raise ValueError(f"no exporter named {name!r} is installed in entry point group {group!r}{hint}")
+    return found[0].load()()
+
+
+def span_exporters_from_env(settings: Settings) -> list[SpanExporter]:
+    """The span exporters the standard ``OTEL_TRACES_EXPORTER`` / ``OTEL_EXPORTER_OTLP_*`` ask for."""
+    exporters: list[SpanExporter] = []
+    for name in _exporter_names("OTEL_TRACES_EXPORTER", "TRACES"):
+        if name == "none":
+            continue
+        if name == "otlp_json_file":
+            exporters.append(OtlpJsonFileSpanExporter(settings.output_file))
+        elif name == "otlp":
+            exporters.append(_load_exporter("opentelemetry_traces_exporter", _otlp_entry_point("TRACES")))
+        else:
+            exporters.append(_load_exporter("opentelemetry_traces_exporter", name))
+    return exporters
+
+
+def metric_readers_from_env(settings: Settings) -> list[MetricReader]:
+    """Metric readers for ``OTEL_METRICS_EXPORTER``; a local OTLP JSON file by default."""
+    readers: list[MetricReader] = []
+    for name in _exporter_names("OTEL_METRICS_EXPORTER", "METRICS"):
+        exporter: MetricExporter
+        if name == "none":
+            continue
+        if name == "otlp_json_file":
+            exporter = OtlpJsonFileMetricExporter(metrics_file_for(settings.output_file))
+        elif name == "otlp":
+            exporter = _load_exporter("opentelemetry_metrics_exporter", _otlp_entry_point("METRICS"))
+        else:
+            exporter = _load_exporter("opentelemetry_metrics_exporter", name)
+        readers.append(PeriodicExportingMetricReader(exporter))
+    return readers
+
+
+def metrics_file_for(traces_file: str) -> str:
+    """``llm-audit/traces.jsonl`` -> ``llm-audit/metrics.jsonl``: the metrics sit beside the traces."""
+    directory, base = os.path.split(traces_file)
+    name = base.replace("traces", "metrics") if "traces" in base else f"metrics-{base}"
+    return os.path.join(directory, name)
+
+
+def instrument_installed(
+    settings: Settings, tracer_provider: TracerProvider, meter_provider: MeterProvider | None
+) -> list[Any]:
+    """Instrument every library we support that is installed (and not disabled), plus HTTP clients."""
+    disabled = {
+        n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",") if n.strip()
+    }
+    done: list[Any] = []
+    for ep in entry_points(group=INSTRUMENTOR_GROUP):
+        if not ep.name.startswith(INSTRUMENTOR_PREFIX) or ep.name in disabled:
+            continue
+        done.extend(_instrument_entry_point(ep, tracer_provider, meter_provider))
+    # Companions: HTTP client spans nest under ours; threading carries the audit identity
+    # (which lives in the OpenTelemetry context) into threads and thread pools.
+    companions = {"threading"} | ({"httpx", "httpx2"} if settings.http_spans else set())
+    for ep in entry_points(group=INSTRUMENTOR_GROUP):
+        if ep.name in companions and ep.name not in disabled:
+            done.extend(_instrument_entry_point(ep, tracer_provider, meter_provider))
+    return done
+
+
+def _instrument_entry_point(ep: Any, tracer_provider: TracerProvider, meter_provider: MeterProvider | None) -> list[Any]:
+    try:
+        instrumentor = ep.load()()
+    except ImportError as err:
+        logger.info("otel-llm-audit: skipping %s: %s", ep.name, err)
+        return []
+    if getattr(instrumentor, "is_instrumented_by_opentelemetry", False):
+        return []
+    conflict = instrumentor._check_dependency_conflicts() if hasattr(instrumentor, "_check_dependency_conflicts") else None
+    if conflict:
+        logger.info("otel-llm-audit: skipping %s: %s", ep.name, conflict)
+        return []
+    kwargs: dict[str, Any] = {"tracer_provider": tracer_provider}
+    if meter_provider is not None:
+        kwargs["meter_provider"] = meter_provider
+    try:
+        instrumentor.instrument(**kwargs)
+    except Exception:
+        logger.warning("otel-llm-audit: could not instrument %s", ep.name, exc_info=True)
+        return []
+    return [instrumentor]

@@ -1,0 +1,175 @@
+"""One settings object, read from the environment and overridable in code.
+
+Every setting the package honours is a field here, with its environment variable next to
+it, so the README's configuration table and the code cannot drift apart silently (a test
+compares them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, fields, replace
+from enum import Enum
+from typing import Any
+
+logger = logging.getLogger("otel_llm_audit")
+
+
+class ContentMode(str, Enum):
+    """What the audit keeps of prompts, answers, tool definitions and tool arguments."""
+
+    NONE = "none"  #: nothing
+    HASH = "hash"  #: a SHA-256 of each message's canonical JSON: integrity without content
+    RAW = "raw"  #: the content itself
+
+
+CONTENT_ENV = "OTEL_LLM_AUDIT_CONTENT"
+GENAI_CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+#: Values of the GenAI SIG's capture variable, mapped to ours. EVENT_ONLY means "not on
+#: spans"; we record content on spans only, so it maps to none.
+_GENAI_CAPTURE_VALUES = {
+    "no_content": ContentMode.NONE,
+    "span_only": ContentMode.RAW,
+    "span_and_event": ContentMode.RAW,
+    "event_only": ContentMode.NONE,
+    "true": ContentMode.RAW,
+    "false": ContentMode.NONE,
+}
+
+#: field name -> environment variable. Documented in the README's configuration table.
+ENVIRONMENT_VARIABLES: dict[str, str] = {
+    "content": CONTENT_ENV,
+    "max_content_chars": "OTEL_LLM_AUDIT_MAX_CONTENT_CHARS",
+    "output_file": "OTEL_LLM_AUDIT_FILE",
+    "price_files": "OTEL_LLM_AUDIT_PRICES",
+    "queue_size": "OTEL_LLM_AUDIT_QUEUE_SIZE",
+    "http_spans": "OTEL_LLM_AUDIT_HTTP_SPANS",
+    "baggage_keys": "OTEL_LLM_AUDIT_BAGGAGE_KEYS",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything otel-llm-audit can be told. Build with :meth:`from_env`."""
+
+    #: ``none`` | ``hash`` | ``raw``. Default ``none`` until masking exists.
+    content: ContentMode = ContentMode.NONE
+    #: Longest text part kept in content attributes; longer ones are cut and flagged.
+    max_content_chars: int = 100_000
+    #: Where the embedded default writes OTLP JSON when no exporter is configured.
+    output_file: str = "llm-audit/traces.jsonl"
+    #: Extra price files (YAML or JSON) layered over the shipped table.
+    price_files: tuple[str, ...] = ()
+    #: Spans waiting for off-thread enrichment; beyond this, content is dropped (counted).
+    queue_size: int = 8192
+    #: Instrument httpx / httpx2 so HTTP client spans nest under LLM spans.
+    http_spans: bool = True
+    #: Identity fields allowed to cross process boundaries as W3C baggage (none by default).
+    baggage_keys: str = ""
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Settings from the environment, then ``overrides`` (code wins over environment)."""
+        env = os.environ
+        values: dict[str, Any] = {
+            "content": _content_from_env(env),
+            "max_content_chars": _int_env(env, "max_content_chars", 100_000),
+            "output_file": env.get(ENVIRONMENT_VARIABLES["output_file"]) or cls.output_file,
+            "price_files": tuple(
+                p for p in env.get(ENVIRONMENT_VARIABLES["price_files"], "").split(os.pathsep) if p
+            ),
+            "queue_size": _int_env(env, "queue_size", 8192),
+            "http_spans": _bool_env(env, "http_spans", True),
+            "baggage_keys": env.get(ENVIRONMENT_VARIABLES["baggage_keys"], ""),
+        }
+        known = {f.name for f in fields(cls)}
+        for key, value in overrides.items():
+            if key not in known:
+                raise TypeError(f"unknown otel-llm-audit setting {key!r}; known: {sorted(known)}")
+            if value is not None:
+                values[key] = value
+        values["content"] = parse_content_mode(values["content"])
+        if isinstance(values["price_files"], str):
+            values["price_files"] = (values["price_files"],)
+        return cls(**values)
+
+
+def parse_content_mode(value: str | ContentMode) -> ContentMode:
+    """``ContentMode`` from its name, with a clear error for anything else."""
+    if isinstance(value, ContentMode):
+        return value
+    try:
+        return ContentMode(value.strip().lower())
+    except ValueError:
+        choices = ", ".join(m.value for m in ContentMode)
+        raise ValueError(f"{CONTENT_ENV} must be one of {choices}; got {value!r}") from None
+
+
+def _content_from_env(env: Any) -> ContentMode:
+    ours = env.get(CONTENT_ENV)
+    if ours:
+        return parse_content_mode(ours)
+    theirs = env.get(GENAI_CAPTURE_ENV)
+    if theirs:
+        mode = _GENAI_CAPTURE_VALUES.get(theirs.strip().lower())
+        if mode is None:
+            logger.warning("otel-llm-audit: ignoring %s=%r (not a known value)", GENAI_CAPTURE_ENV, theirs)
+            return ContentMode.NONE
+        return mode
+    return ContentMode.NONE
+
+
+def _int_env(env: Any, name: str, default: int) -> int:
+    raw = env.get(ENVIRONMENT_VARIABLES[name])
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{ENVIRONMENT_VARIABLES[name]} must be an integer; got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{ENVIRONMENT_VARIABLES[name]} must be positive; got {raw!r}")
+    return value
+
+
+def _bool_env(env: Any, name: str, default: bool) -> bool:
+    raw = env.get(ENVIRONMENT_VARIABLES[name])
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{ENVIRONMENT_VARIABLES[name]} must be true or false; got {raw!r}")
+
+
+_current: Settings | None = None
+_lock = threading.Lock()
+
+
+def get_settings() -> Settings:
+    """The settings in force: those given to ``configure()``, else read from the environment once."""
+    global _current
+    current = _current
+    if current is None:
+        with _lock:
+            if _current is None:
+                _current = Settings.from_env()
+            current = _current
+    return current
+
+
+def set_settings(settings: Settings | None) -> None:
+    """Replace the settings in force (``configure()`` and tests); ``None`` re-reads the environment."""
+    global _current
+    with _lock:
+        _current = settings
+
+
+def updated(settings: Settings, **changes: Any) -> Settings:
+    """A copy of ``settings`` with some fields changed."""
+    return replace(settings, **changes)

@@ -1,0 +1,1 @@
+"""delivery layer; see the layer table in the README."""

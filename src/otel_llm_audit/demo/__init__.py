@@ -1,0 +1,1 @@
+"""Demo helpers: a deterministic fake OpenAI-compatible server for demos and tests."""

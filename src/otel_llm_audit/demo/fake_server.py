@@ -1,0 +1,985 @@
+"""A deterministic OpenAI-compatible model server on loopback.
+
+The demo command and the test suite drive the *real* ``openai`` SDK through
+its real HTTP stack against this server, so what the auditor records is what
+it would record against the real API: real request bodies, real headers
+(``traceparent``, ``authorization``), real SSE parsing, real error mapping.
+No network and no API key are involved, and every answer is a pure function
+of the request, so tests can assert exact values.
+
+Scripting rules (all driven by the request, nothing random):
+
+* ``model`` ``error-<status>`` (e.g. ``error-429``) answers that HTTP status
+  with an OpenAI error body; ``error-midstream`` with ``stream: true`` sends
+  two content chunks and then drops the connection; ``malformed-json``
+  answers 200 with a body (or SSE data line) that is not JSON.
+* A model name ending in ``-chunks-N``, or an ``x-fake-chunks: N`` header,
+  streams exactly N content fragments; otherwise fragments are 4 characters.
+* Chat/Responses with function tools and a last user turn call the first
+  function tool with ``{"city": "Paris"}``; after a tool result the answer
+  is the weather sentence; a json_schema format answers ``{"answer": "42"}``.
+* Token counts: prompt = characters of all text // 4 + 1 (half of it cached
+  when any text contains ``[cached]``), completion = len(answer) // 4 + 1.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import re
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["FakeModelServer", "RecordedRequest"]
+
+JsonDict = dict[str, Any]
+
+#: Fixed ``created`` timestamp (2026-01-01T00:00:00Z) so payloads never vary.
+CREATED = 1767225600
+#: Appended to the requested model so response model != request model, as with
+#: real aliases (``gpt-4o-mini`` -> ``gpt-4o-mini-2024-07-18``).
+MODEL_SUFFIX = "-2026-01-01"
+SYSTEM_FINGERPRINT = "fp_fake"
+HELLO_ANSWER = "Hello from the fake model."
+WEATHER_ANSWER = "The weather in Paris is 18°C and sunny."
+JSON_ANSWER = '{"answer": "42"}'
+TOOL_CALL_ID = "call_fake_1"
+TOOL_ARGUMENTS = '{"city": "Paris"}'
+DEFAULT_EMBEDDING_DIMENSIONS = 8
+CHUNKS_HEADER = "x-fake-chunks"
+_DEFAULT_PIECE_CHARS = 4
+_MAX_CHOICES = 16
+_MAX_CHUNKS = 10_000
+_MAX_DIMENSIONS = 4096
+_CHUNKS_SUFFIX = re.compile(r"-chunks-(\d+)$")
+_ERROR_MODEL = re.compile(r"error-(\d{3})")
+_RESPONSE_PATH = re.compile(r"/v1/responses/([^/]+)")
+
+_ERROR_KINDS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "invalid_request"),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("permission_error", "permission_denied"),
+    404: ("invalid_request_error", "model_not_found"),
+    409: ("invalid_request_error", "conflict"),
+    422: ("invalid_request_error", "unprocessable_entity"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One HTTP request as the server saw it, for assertions in tests.
+
+    ``headers`` keys are lower-cased so lookups do not depend on the casing
+    a given HTTP client happens to use; ``body`` is the parsed JSON (or
+    ``None`` when absent or not JSON) and ``raw_body`` the exact bytes.
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    raw_body: bytes
+
+
+class _BadRequest(Exception):
+    """Raised by payload builders to answer an OpenAI-style 400."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What the fake model decided to say: text, or a call to ``tool_name``."""
+
+    text: str | None
+    tool_name: str | None
+
+    @property
+    def wire_text(self) -> str:
+        """The generated characters: the text or the tool-call arguments."""
+        return self.text if self.text is not None else TOOL_ARGUMENTS
+
+    @property
+    def finish_reason(self) -> str:
+        """Chat finish reason matching the kind of answer."""
+        return "stop" if self.text is not None else "tool_calls"
+
+
+@dataclass(frozen=True)
+class _Usage:
+    """Deterministic token counts derived from character lengths."""
+
+    prompt: int
+    completion: int
+    cached: int
+
+    @property
+    def total(self) -> int:
+        """Prompt plus completion, as the API reports it."""
+        return self.prompt + self.completion
+
+
+# --------------------------------------------------------------------------
+# Scripting: pure functions from request body to answer
+# --------------------------------------------------------------------------
+
+
+def _response_model(model: str) -> str:
+    """Resolve the requested model to a dated snapshot name, like the real API."""
+    return model + MODEL_SUFFIX
+
+
+def _service_tier(body: JsonDict) -> str:
+    """Echo an explicit tier; ``auto`` or absent resolves to ``default``."""
+    tier = body.get("service_tier")
+    return tier if isinstance(tier, str) and tier != "auto" else "default"
+
+
+def _text_of(content: Any) -> str:
+    """Text of a message ``content``: a string or a list of parts with ``text``."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def _count_usage(prompt_texts: list[str], answer: _Answer, choices: int = 1) -> _Usage:
+    """Apply the documented token formula; completion scales with ``n``."""
+    prompt = sum(len(text) for text in prompt_texts) // 4 + 1
+    cached = prompt // 2 if any("[cached]" in text for text in prompt_texts) else 0
+    completion = (len(answer.wire_text) // 4 + 1) * choices
+    return _Usage(prompt=prompt, completion=completion, cached=cached)
+
+
+def _text_answer(after_tool: bool, json_schema: bool) -> str:
+    """Pick the text reply: structured output wins, then the tool follow-up."""
+    if json_schema:
+        return JSON_ANSWER
+    return WEATHER_ANSWER if after_tool else HELLO_ANSWER
+
+
+def _first_chat_tool(tools: Any) -> str | None:
+    """Name of the first Chat Completions function tool, if any."""
+    for tool in tools if isinstance(tools, list) else []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            return str(function["name"])
+    return None
+
+
+def _first_responses_tool(tools: Any) -> str | None:
+    """Name of the first Responses API function tool, if any."""
+    for tool in tools if isinstance(tools, list) else []:
+        if isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("name"), str):
+            return str(tool["name"])
+    return None
+
+
+def _chat_messages(body: JsonDict) -> list[JsonDict]:
+    """The request's messages, validated enough to script on."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise _BadRequest("'messages' must be a list of message objects.", "messages")
+    return messages
+
+
+def _plan_chat_answer(body: JsonDict, messages: list[JsonDict]) -> _Answer:
+    """Decide the chat answer from tools, the last role and response_format."""
+    last_role = messages[-1].get("role") if messages else None
+    tool = _first_chat_tool(body.get("tools"))
+    if tool is not None and last_role == "user":
+        return _Answer(text=None, tool_name=tool)
+    response_format = body.get("response_format")
+    json_schema = isinstance(response_format, dict) and response_format.get("type") == "json_schema"
+    return _Answer(text=_text_answer(last_role == "tool", json_schema), tool_name=None)
+
+
+def _responses_input_items(body: JsonDict) -> list[JsonDict]:
+    """Normalise Responses ``input`` (string or item list) to a list of items."""
+    raw = body.get("input")
+    if isinstance(raw, str):
+        return [{"role": "user", "content": raw}]
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise _BadRequest("'input' must be a string or a list of input items.", "input")
+    return raw
+
+
+def _responses_prompt_texts(body: JsonDict, items: list[JsonDict]) -> list[str]:
+    """All prompt text: instructions, message contents and tool outputs."""
+    texts = [body["instructions"]] if isinstance(body.get("instructions"), str) else []
+    for item in items:
+        is_tool_output = item.get("type") == "function_call_output"
+        texts.append(_text_of(item.get("output") if is_tool_output else item.get("content")))
+    return texts
+
+
+def _plan_responses_answer(body: JsonDict, items: list[JsonDict]) -> _Answer:
+    """Decide the Responses answer with the same rules as chat."""
+    last = items[-1] if items else {}
+    tool = _first_responses_tool(body.get("tools"))
+    if tool is not None and last.get("role") == "user":
+        return _Answer(text=None, tool_name=tool)
+    text_config = body.get("text")
+    text_format = text_config.get("format") if isinstance(text_config, dict) else None
+    json_schema = isinstance(text_format, dict) and text_format.get("type") == "json_schema"
+    after_tool = last.get("type") == "function_call_output"
+    return _Answer(text=_text_answer(after_tool, json_schema), tool_name=None)
+
+
+def _requested_chunks(model: str, headers: dict[str, str]) -> int | None:
+    """Chunk count from the ``x-fake-chunks`` header or a ``-chunks-N`` model."""
+    raw = headers.get(CHUNKS_HEADER)
+    if raw is None:
+        match = _CHUNKS_SUFFIX.search(model)
+        raw = match.group(1) if match else None
+    if raw is None:
+        return None
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= _MAX_CHUNKS:
+        raise _BadRequest(f"Chunk count must be an integer in 1..{_MAX_CHUNKS}.", "model")
+    return int(raw)
+
+
+def _split(text: str, count: int | None) -> list[str]:
+    """Split into ``count`` near-equal pieces, or 4-character pieces by default.
+
+    With an explicit count larger than the text some pieces are empty, which
+    is valid on the wire and keeps the count exact for tests.
+    """
+    if count is None:
+        step = _DEFAULT_PIECE_CHARS
+        return [text[i : i + step] for i in range(0, len(text), step)] or [""]
+    base, extra = divmod(len(text), count)
+    pieces, start = [], 0
+    for index in range(count):
+        size = base + (1 if index < extra else 0)
+        pieces.append(text[start : start + size])
+        start += size
+    return pieces
+
+
+def _choice_count(body: JsonDict) -> int:
+    """Honour ``n`` within a sane bound."""
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= _MAX_CHOICES:
+        raise _BadRequest(f"'n' must be an integer in 1..{_MAX_CHOICES}.", "n")
+    return n
+
+
+# --------------------------------------------------------------------------
+# Chat Completions payloads
+# --------------------------------------------------------------------------
+
+
+def _chat_usage(usage: _Usage) -> JsonDict:
+    """Usage block in the Chat Completions shape, with detail objects."""
+    return {
+        "prompt_tokens": usage.prompt,
+        "completion_tokens": usage.completion,
+        "total_tokens": usage.total,
+        "prompt_tokens_details": {"cached_tokens": usage.cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _chat_tool_call(name: str) -> JsonDict:
+    """The scripted tool call, complete (non-streaming shape)."""
+    return {"id": TOOL_CALL_ID, "type": "function", "function": {"name": name, "arguments": TOOL_ARGUMENTS}}
+
+
+def _chat_message(answer: _Answer) -> JsonDict:
+    """Assistant message for a non-streaming choice."""
+    message: JsonDict = {"role": "assistant", "content": answer.text, "refusal": None, "annotations": []}
+    if answer.tool_name is not None:
+        message["tool_calls"] = [_chat_tool_call(answer.tool_name)]
+    return message
+
+
+def _chat_completion(body: JsonDict, ident: str, answer: _Answer, usage: _Usage, n: int) -> JsonDict:
+    """A complete ``chat.completion`` object."""
+    return {
+        "id": ident,
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": _response_model(body["model"]),
+        "choices": [
+            {
+                "index": i,
+                "message": _chat_message(answer),
+                "logprobs": None,
+                "finish_reason": answer.finish_reason,
+            }
+            for i in range(n)
+        ],
+        "usage": _chat_usage(usage),
+        "service_tier": _service_tier(body),
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
+
+
+def _chat_deltas(answer: _Answer, pieces: list[str]) -> list[JsonDict]:
+    """Deltas for one choice; the first carries the role, as the API does.
+
+    Tool calls stream the standard way: a header delta with id/type/name and
+    empty arguments, then one delta per argument fragment.
+    """
+    if answer.tool_name is None:
+        deltas: list[JsonDict] = [{"content": piece} for piece in pieces]
+        deltas[0] = {"role": "assistant", **deltas[0]}
+        return deltas
+    header = {
+        "index": 0,
+        "id": TOOL_CALL_ID,
+        "type": "function",
+        "function": {"name": answer.tool_name, "arguments": ""},
+    }
+    fragments = [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in pieces]
+    return [{"role": "assistant", "content": None, "tool_calls": [header]}, *fragments]
+
+
+def _include_usage(body: JsonDict) -> bool:
+    """Whether ``stream_options.include_usage`` asked for a final usage chunk."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _chat_chunks(
+    body: JsonDict, ident: str, answer: _Answer, usage: _Usage, pieces: list[str], n: int
+) -> list[JsonDict]:
+    """All ``chat.completion.chunk`` objects for a streamed answer, in order.
+
+    Choices are interleaved step by step (one choice per chunk), then one
+    finish chunk per choice, then the usage chunk with ``choices: []``.
+    """
+    include_usage = _include_usage(body)
+    base: JsonDict = {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": CREATED,
+        "model": _response_model(body["model"]),
+        "service_tier": _service_tier(body),
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
+    if include_usage:
+        base["usage"] = None  # the real API sends an explicit null until the last chunk
+
+    def chunk(index: int, delta: JsonDict, finish_reason: str | None) -> JsonDict:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {**base, "choices": [choice]}
+
+    deltas = _chat_deltas(answer, pieces)
+    chunks = [chunk(i, delta, None) for delta in deltas for i in range(n)]
+    chunks += [chunk(i, {}, answer.finish_reason) for i in range(n)]
+    if include_usage:
+        chunks.append({**base, "choices": [], "usage": _chat_usage(usage)})
+    return chunks
+
+
+# --------------------------------------------------------------------------
+# Responses API payloads
+# --------------------------------------------------------------------------
+
+
+def _responses_usage(usage: _Usage) -> JsonDict:
+    """Usage block in the Responses API shape."""
+    return {
+        "input_tokens": usage.prompt,
+        "input_tokens_details": {"cached_tokens": usage.cached, "cache_write_tokens": 0},
+        "output_tokens": usage.completion,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.total,
+    }
+
+
+def _output_text_part(text: str) -> JsonDict:
+    """An ``output_text`` content part."""
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def _output_item(answer: _Answer, number: str) -> JsonDict:
+    """The single completed output item: a message or a function call."""
+    if answer.tool_name is not None:
+        return {
+            "id": f"fc_fake_{number}",
+            "type": "function_call",
+            "status": "completed",
+            "call_id": TOOL_CALL_ID,
+            "name": answer.tool_name,
+            "arguments": TOOL_ARGUMENTS,
+        }
+    return {
+        "id": f"msg_fake_{number}",
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [_output_text_part(answer.wire_text)],
+    }
+
+
+def _response_object(body: JsonDict, ident: str, answer: _Answer, usage: _Usage) -> JsonDict:
+    """A completed ``response`` object echoing the request's settings."""
+    number = ident.rsplit("_", 1)[-1]
+    return {
+        "id": ident,
+        "object": "response",
+        "created_at": CREATED,
+        "completed_at": CREATED,
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "background": False,
+        "model": _response_model(body["model"]),
+        "output": [_output_item(answer, number)],
+        "instructions": body.get("instructions"),
+        "temperature": body.get("temperature", 1.0),
+        "top_p": body.get("top_p", 1.0),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "tools": body.get("tools") or [],
+        "tool_choice": body.get("tool_choice", "auto"),
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "service_tier": _service_tier(body),
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "reasoning": {"effort": None, "summary": None},
+        "truncation": body.get("truncation", "disabled"),
+        "metadata": body.get("metadata") or {},
+        "store": body.get("store", True),
+        "user": body.get("user"),
+        "usage": _responses_usage(usage),
+    }
+
+
+def _in_progress(response: JsonDict) -> JsonDict:
+    """The response as announced by ``response.created``: no output, no usage."""
+    return {**response, "status": "in_progress", "output": [], "usage": None, "completed_at": None}
+
+
+def _message_events(item: JsonDict, pieces: list[str]) -> list[JsonDict]:
+    """Item/part/delta/done events for a streamed text message."""
+    ids = {"item_id": item["id"], "output_index": 0}
+    text = item["content"][0]["text"]
+    added = {**item, "status": "in_progress", "content": []}
+    return [
+        {"type": "response.output_item.added", "output_index": 0, "item": added},
+        {"type": "response.content_part.added", **ids, "content_index": 0, "part": _output_text_part("")},
+        *(
+            {"type": "response.output_text.delta", **ids, "content_index": 0, "delta": piece, "logprobs": []}
+            for piece in pieces
+        ),
+        {"type": "response.output_text.done", **ids, "content_index": 0, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **ids, "content_index": 0, "part": _output_text_part(text)},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+    ]
+
+
+def _function_call_events(item: JsonDict, pieces: list[str]) -> list[JsonDict]:
+    """Item/argument-delta/done events for a streamed function call."""
+    ids = {"item_id": item["id"], "output_index": 0}
+    added = {**item, "status": "in_progress", "arguments": ""}
+    return [
+        {"type": "response.output_item.added", "output_index": 0, "item": added},
+        *({"type": "response.function_call_arguments.delta", **ids, "delta": piece} for piece in pieces),
+        {"type": "response.function_call_arguments.done", **ids, "arguments": item["arguments"]},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+    ]
+
+
+def _response_events(response: JsonDict, pieces: list[str]) -> list[JsonDict]:
+    """The full SSE event sequence for a streamed response, numbered."""
+    item = response["output"][0]
+    body_events = (_message_events if item["type"] == "message" else _function_call_events)(item, pieces)
+    started = _in_progress(response)
+    events = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        *body_events,
+        {"type": "response.completed", "response": response},
+    ]
+    return [{**event, "sequence_number": seq} for seq, event in enumerate(events)]
+
+
+# --------------------------------------------------------------------------
+# Embeddings payloads
+# --------------------------------------------------------------------------
+
+
+def _embedding_inputs(raw: Any) -> list[str | list[int]]:
+    """Normalise ``input``: a string, strings, a token list or token lists."""
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and raw and all(isinstance(token, int) for token in raw):
+        return [list(raw)]
+    if isinstance(raw, list) and raw:
+        items: list[str | list[int]] = []
+        for entry in raw:
+            if isinstance(entry, str) or (isinstance(entry, list) and all(isinstance(t, int) for t in entry)):
+                items.append(entry)
+            else:
+                raise _BadRequest("'input' entries must be strings or token lists.", "input")
+        return items
+    raise _BadRequest("'input' must be a non-empty string or array.", "input")
+
+
+def _embedding_vector(item: str | list[int], dimensions: int) -> list[float]:
+    """Hash-derived vector; values are k/128, exact in float32.
+
+    Exactness matters: the SDK asks for base64 float32 by default and
+    decodes it, so ``float`` and ``base64`` answers must compare equal.
+    """
+    seed = item if isinstance(item, str) else " ".join(str(token) for token in item)
+    stream = b""
+    block = 0
+    while len(stream) < dimensions:
+        stream += hashlib.sha256(f"{block}:{seed}".encode()).digest()
+        block += 1
+    return [(byte - 128) / 128 for byte in stream[:dimensions]]
+
+
+def _encode_vector(vector: list[float], encoding_format: str) -> list[float] | str:
+    """``float`` list, or base64 of little-endian float32 as the API sends."""
+    if encoding_format == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector
+
+
+def _embeddings_response(body: JsonDict) -> JsonDict:
+    """A ``list`` of ``embedding`` objects with usage."""
+    items = _embedding_inputs(body.get("input"))
+    dimensions = body.get("dimensions") or DEFAULT_EMBEDDING_DIMENSIONS
+    if not isinstance(dimensions, int) or not 1 <= dimensions <= _MAX_DIMENSIONS:
+        raise _BadRequest(f"'dimensions' must be an integer in 1..{_MAX_DIMENSIONS}.", "dimensions")
+    encoding_format = body.get("encoding_format") or "float"
+    if encoding_format not in ("float", "base64"):
+        raise _BadRequest("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
+    text_chars = sum(len(item) for item in items if isinstance(item, str))
+    token_count = sum(len(item) for item in items if isinstance(item, list))
+    prompt_tokens = text_chars // 4 + token_count + 1
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": _encode_vector(_embedding_vector(item, dimensions), encoding_format),
+        }
+        for i, item in enumerate(items)
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": _response_model(body["model"]),
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+
+
+def _error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> JsonDict:
+    """OpenAI's error envelope, which the SDK surfaces as ``exc.body``."""
+    default_type, default_code = _ERROR_KINDS.get(
+        status,
+        ("server_error", "server_error") if status >= 500 else ("invalid_request_error", f"http_{status}"),
+    )
+    return {"error": {"message": message, "type": default_type, "param": param, "code": code or default_code}}
+
+
+def _error_headers(status: int) -> dict[str, str]:
+    """Headers for retryable errors: tell the SDK to wait 1 ms, not 0.5-8 s.
+
+    ``retry-after: 0`` alone is ignored by the SDK (it only honours delays
+    > 0) and falls back to exponential backoff; ``retry-after-ms: 1`` wins.
+    """
+    if status == 429:
+        return {
+            "retry-after": "0",
+            "retry-after-ms": "1",
+            "x-ratelimit-limit-requests": "60",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1ms",
+        }
+    if status >= 500 or status in (408, 409):
+        return {"retry-after": "0", "retry-after-ms": "1"}
+    return {}
+
+
+def _scripted_status(model: str) -> int | None:
+    """HTTP status requested by an ``error-<status>`` model, if any."""
+    match = _ERROR_MODEL.fullmatch(model)
+    if match is None:
+        return None
+    status = int(match.group(1))
+    return status if 400 <= status <= 599 else None
+
+
+# --------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------
+
+
+def _sse_data(payload: JsonDict) -> bytes:
+    """A Chat Completions style SSE frame (data only)."""
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _sse_event(payload: JsonDict) -> bytes:
+    """A Responses API style SSE frame (named event plus data)."""
+    return f"event: {payload['type']}\n".encode() + _sse_data(payload)
+
+
+def _truncate_after_deltas(frames: list[bytes], events: list[JsonDict], keep: int) -> list[bytes]:
+    """Frames up to and including the ``keep``-th delta event."""
+    seen = 0
+    for index, event in enumerate(events):
+        if event["type"].endswith(".delta"):
+            seen += 1
+            if seen == keep:
+                return frames[: index + 1]
+    return frames
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes OpenAI endpoints to the pure payload builders above."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real API; SSE uses chunked encoding
+    server_version = "FakeModelServer/1.0"
+    timeout = 30  # idle keep-alive connections do not pin handler threads forever
+
+    @property
+    def _fake(self) -> FakeModelServer:
+        """The owning :class:`FakeModelServer` (shared state)."""
+        server = self.server
+        assert isinstance(server, _FakeHTTPServer)
+        return server.fake
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence per-request logging: tests and the demo own stderr."""
+
+    def do_GET(self) -> None:
+        """Serve ``GET /v1/responses/{id}`` from the stored responses."""
+        self._serve(self._route_get)
+
+    def do_POST(self) -> None:
+        """Serve the chat, responses and embeddings endpoints."""
+        self._serve(self._route_post)
+
+    def do_DELETE(self) -> None:
+        """Record and refuse: no endpoint deletes anything."""
+        self._serve(self._route_unknown)
+
+    def _serve(self, route: Callable[[RecordedRequest], None]) -> None:
+        """Record the request, route it, and swallow client disconnects."""
+        try:
+            request = self._record()
+            route(request)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # client went away mid-stream; nothing to report
+
+    def _read_body(self) -> bytes:
+        """Read a Content-Length or chunked request body."""
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            body = b""
+            while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # discard trailers
+            return body
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _record(self) -> RecordedRequest:
+        """Capture the request exactly as received and store it."""
+        raw = self._read_body()
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        try:
+            body = json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        request = RecordedRequest(self.command, self.path, headers, body, raw)
+        self._fake._record(request)
+        return request
+
+    # -- routing ----------------------------------------------------------
+
+    def _route_get(self, request: RecordedRequest) -> None:
+        """Retrieve a stored response or answer 404 like the API."""
+        match = _RESPONSE_PATH.fullmatch(urlsplit(request.path).path)
+        if match is None:
+            self._route_unknown(request)
+            return
+        stored = self._fake._load_response(match.group(1))
+        if stored is None:
+            message = f"Response with id '{match.group(1)}' not found."
+            self._send_json(404, _error_body(404, message, code="not_found"))
+            return
+        self._send_json(200, stored)
+
+    def _route_post(self, request: RecordedRequest) -> None:
+        """Validate the common fields, apply error scripts, then dispatch."""
+        endpoints = {
+            "/v1/chat/completions": self._chat,
+            "/v1/responses": self._responses,
+            "/v1/embeddings": self._embeddings,
+        }
+        endpoint = endpoints.get(urlsplit(request.path).path.rstrip("/"))
+        if endpoint is None:
+            self._route_unknown(request)
+            return
+        body = request.body
+        if not isinstance(body, dict):
+            self._send_json(400, _error_body(400, "We could not parse the JSON body of your request."))
+            return
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            self._send_json(400, _error_body(400, "You must provide a model parameter.", "model"))
+            return
+        if self._scripted_failure(model, body):
+            return
+        try:
+            endpoint(body, request.headers)
+        except _BadRequest as exc:
+            self._send_json(400, _error_body(400, exc.message, exc.param))
+
+    def _route_unknown(self, request: RecordedRequest) -> None:
+        """404 for any path the fake does not implement."""
+        message = f"Invalid URL ({request.method} {urlsplit(request.path).path})"
+        self._send_json(404, _error_body(404, message, code="unknown_url"))
+
+    def _scripted_failure(self, model: str, body: JsonDict) -> bool:
+        """Answer ``error-<status>`` and ``malformed-json`` models; True if done."""
+        status = _scripted_status(model)
+        if status is not None:
+            message = f"Fake error {status} scripted by model '{model}'."
+            self._send_json(status, _error_body(status, message), _error_headers(status))
+            return True
+        if model == "malformed-json":
+            if body.get("stream") is True:
+                self._send_sse([b'data: {"id": "chatcmpl-fake", "choices": [\n\n'])
+            else:
+                self._send_bytes(200, b'{"id": "chatcmpl-fake", "object": ', "application/json")
+            return True
+        return False
+
+    # -- endpoints --------------------------------------------------------
+
+    def _chat(self, body: JsonDict, headers: dict[str, str]) -> None:
+        """POST /v1/chat/completions, streaming or not."""
+        messages = _chat_messages(body)
+        answer = _plan_chat_answer(body, messages)
+        n = _choice_count(body)
+        usage = _count_usage([_text_of(m.get("content")) for m in messages], answer, n)
+        ident = self._fake._next_id("chatcmpl-fake-")
+        if body.get("stream") is not True:
+            self._send_json(200, _chat_completion(body, ident, answer, usage, n))
+            return
+        pieces = _split(answer.wire_text, _requested_chunks(body["model"], headers))
+        frames = [_sse_data(chunk) for chunk in _chat_chunks(body, ident, answer, usage, pieces, n)]
+        if body["model"] == "error-midstream":
+            self._send_sse(frames[:2], abort=True)
+            return
+        self._send_sse([*frames, b"data: [DONE]\n\n"])
+
+    def _responses(self, body: JsonDict, headers: dict[str, str]) -> None:
+        """POST /v1/responses, streaming or not; the result is stored for GET."""
+        items = _responses_input_items(body)
+        answer = _plan_responses_answer(body, items)
+        usage = _count_usage(_responses_prompt_texts(body, items), answer)
+        response = _response_object(body, self._fake._next_id("resp_fake_"), answer, usage)
+        self._fake._store_response(response)
+        if body.get("stream") is not True:
+            self._send_json(200, response)
+            return
+        pieces = _split(answer.wire_text, _requested_chunks(body["model"], headers))
+        events = _response_events(response, pieces)
+        frames = [_sse_event(event) for event in events]
+        if body["model"] == "error-midstream":
+            self._send_sse(_truncate_after_deltas(frames, events, 2), abort=True)
+            return
+        self._send_sse(frames)
+
+    def _embeddings(self, body: JsonDict, headers: dict[str, str]) -> None:
+        """POST /v1/embeddings."""
+        self._send_json(200, _embeddings_response(body))
+
+    # -- writers ----------------------------------------------------------
+
+    def _start(self, status: int, content_type: str, extra: dict[str, str] | None = None) -> None:
+        """Status line and common headers, including a deterministic request id."""
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("x-request-id", self._fake._next_id("req_fake_"))
+        self.send_header("openai-processing-ms", "1")
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+
+    def _send_bytes(
+        self, status: int, payload: bytes, content_type: str, extra: dict[str, str] | None = None
+    ) -> None:
+        """A fixed-length body, so keep-alive clients know where it ends."""
+        self._start(status, content_type, extra)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+    def _send_json(self, status: int, payload: JsonDict, extra: dict[str, str] | None = None) -> None:
+        """Serialise and send a JSON body."""
+        self._send_bytes(status, json.dumps(payload).encode(), "application/json", extra)
+
+    def _send_sse(self, frames: list[bytes], abort: bool = False) -> None:
+        """Stream SSE frames with chunked transfer encoding.
+
+        Chunked encoding (rather than read-until-close) lets an abort be
+        detected: dropping the socket before the terminating zero-length
+        chunk makes h11 raise "incomplete chunked read" in the client.
+        """
+        self._start(200, "text/event-stream; charset=utf-8", {"cache-control": "no-cache"})
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for frame in frames:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            self.wfile.flush()
+        if abort:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+class _FakeHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its FakeModelServer and never logs."""
+
+    daemon_threads = True
+    fake: FakeModelServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Drop handler errors silently instead of printing tracebacks to stderr."""
+
+
+class _FakeHTTPServerV6(_FakeHTTPServer):
+    """IPv6 variant, for ``host="::1"``."""
+
+    address_family = socket.AF_INET6
+
+
+class FakeModelServer:
+    """Deterministic OpenAI-compatible server on a loopback port.
+
+    Use as a context manager (``with FakeModelServer() as server:``) and
+    point a client at :attr:`base_url`. Every request is appended to
+    :attr:`requests`; ids (``chatcmpl-fake-1``, ``resp_fake_1``, ...) come
+    from per-prefix counters so tests can assert them exactly.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._counters: dict[str, int] = {}
+        self._responses: dict[str, JsonDict] = {}
+        self._httpd: _FakeHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> FakeModelServer:
+        """Bind (port 0 picks a free port) and serve from a daemon thread."""
+        if self._httpd is not None:
+            return self
+        server_class = _FakeHTTPServerV6 if ":" in self.host else _FakeHTTPServer
+        httpd = server_class((self.host, self.port), _Handler)
+        httpd.fake = self
+        self.port = int(httpd.server_address[1])
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-model-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port; safe to call twice."""
+        httpd, thread = self._httpd, self._thread
+        self._httpd = self._thread = None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> FakeModelServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI-style base URL including ``/v1``, e.g. ``http://127.0.0.1:54321/v1``."""
+        if self._httpd is None:
+            raise RuntimeError("FakeModelServer is not started")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    def clear(self) -> None:
+        """Forget recorded requests (ids and stored responses are kept)."""
+        with self._lock:
+            self.requests.clear()
+
+    # -- state shared with handler threads --------------------------------
+
+    def _record(self, request: RecordedRequest) -> None:
+        """Append under the lock: handlers run on concurrent threads."""
+        with self._lock:
+            self.requests.append(request)
+
+    def _next_id(self, prefix: str) -> str:
+        """Next deterministic id for ``prefix`` (1, 2, ... per server)."""
+        with self._lock:
+            self._counters[prefix] = self._counters.get(prefix, 0) + 1
+            return f"{prefix}{self._counters[prefix]}"
+
+    def _store_response(self, response: JsonDict) -> None:
+        """Keep a Responses API object for ``GET /v1/responses/{id}``."""
+        with self._lock:
+            self._responses[response["id"]] = response
+
+    def _load_response(self, response_id: str) -> JsonDict | None:
+        """Stored response by id, or None."""
+        with self._lock:
+            return self._responses.get(response_id)

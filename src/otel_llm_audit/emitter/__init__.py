@@ -1,0 +1,1 @@
+"""emitter layer; see the layer table in the README."""

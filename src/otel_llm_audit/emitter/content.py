@@ -1,0 +1,92 @@
+"""Content values as the conventions want them: compact JSON strings, or their hashes.
+
+Runs off the caller's thread when the audit pipeline is installed. Defensive by design:
+SDK objects, bytes, non-UTF-8 text and huge prompts must all come out as valid UTF-8 JSON
+with a note, never as an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from otel_llm_audit.records import Message
+
+
+class ContentEncoder:
+    """Turns message lists and other content into JSON, cutting overlong text parts.
+
+    One instance per emitted span: it remembers whether anything was cut or repaired so the
+    emitter can say so on the span.
+    """
+
+    __slots__ = ("max_chars", "repaired", "truncated")
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self.truncated = False
+        self.repaired = False
+
+    def messages(self, messages: Sequence[Message]) -> str:
+        """``gen_ai.input.messages`` / ``gen_ai.output.messages`` JSON."""
+        return self.dumps([m.to_json_obj() for m in messages])
+
+    def dumps(self, value: Any) -> str:
+        """Compact JSON of ``value`` with text parts bounded and guaranteed UTF-8."""
+        text = json.dumps(self._bounded(value), ensure_ascii=False, separators=(",", ":"), default=_default)
+        return self._utf8(text)
+
+    def hashes(self, messages: Sequence[Message]) -> list[str]:
+        """SHA-256 of each message's canonical JSON (sorted keys, compact, UTF-8, not cut)."""
+        return [canonical_hash(m.to_json_obj()) for m in messages]
+
+    def _bounded(self, value: Any) -> Any:
+        if isinstance(value, str):
+            if len(value) > self.max_chars:
+                self.truncated = True
+                return value[: self.max_chars] + f"...[truncated {len(value) - self.max_chars} chars]"
+            return value
+        if isinstance(value, dict):
+            return {k: self._bounded(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._bounded(v) for v in value]
+        return value
+
+    def _utf8(self, text: str) -> str:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Lone surrogates (from decoding binary data as text) cannot go on the wire.
+            self.repaired = True
+            return text.encode("utf-8", "replace").decode("utf-8")
+        return text
+
+
+def canonical_hash(obj: Any) -> str:
+    """SHA-256 hex of the canonical JSON of ``obj``: the value a verifier recomputes."""
+    data = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_default)
+    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _default(value: Any) -> Any:
+    """JSON fallback for SDK objects and binary data."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json", exclude_none=True)
+        except Exception:
+            pass
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        try:
+            return to_dict()
+        except Exception:
+            pass
+    if isinstance(value, (set, frozenset)):
+        return sorted(map(str, value))
+    return repr(value)

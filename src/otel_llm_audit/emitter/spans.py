@@ -1,0 +1,180 @@
+"""The span lifecycle of an LLM call: what the caller's thread pays, and what it does not.
+
+On the caller's thread: start the span with the sampling-relevant attributes and the audit
+identity (so the HTTP span nests under it and ``traceparent`` carries its id), then at the
+end set the status and end it. Everything else (walking the response, JSON, hashing, cost,
+metrics) is :meth:`Emitter.complete`, which the audit processor runs on its worker thread.
+In a pipeline without our processor the same completion runs inline before the span ends,
+so the span is complete either way.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from otel_llm_audit import _guard, semconv
+from otel_llm_audit._version import __version__
+from otel_llm_audit.config import ContentMode, Settings, get_settings, updated
+from otel_llm_audit.context import AuditIdentity, current_identity
+from otel_llm_audit.emitter import handoff
+from otel_llm_audit.emitter.attributes import (
+    SpanContent,
+    error_info,
+    llm_call_content,
+    span_name,
+    start_attributes,
+)
+from otel_llm_audit.emitter.metrics import MetricsRecorder
+from otel_llm_audit.records import LLMCall
+
+
+@dataclass(slots=True)
+class PendingCompletion:
+    """What the caller's thread hands to the audit processor when a call ends."""
+
+    emitter: Emitter
+    record: LLMCall
+    identity: AuditIdentity | None
+
+    def complete(self, content_allowed: bool = True) -> SpanContent:
+        return self.emitter.complete(self.record, self.identity, content_allowed=content_allowed)
+
+
+class LLMCallSpan:
+    """One LLM call in flight: its span, its record, and an end that happens exactly once."""
+
+    __slots__ = ("_ended", "_lock", "emitter", "identity", "record", "span", "state")
+
+    def __init__(self, emitter: Emitter, span: Span, record: LLMCall, identity: AuditIdentity | None) -> None:
+        self.emitter = emitter
+        self.span = span
+        self.record = record
+        self.identity = identity
+        #: The capture module's own state for this call (request snapshot, response, chunks).
+        self.state: Any = None
+        self._ended = False
+        self._lock = threading.Lock()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def end(self, exc: BaseException | None = None) -> None:
+        """End the span once, whoever calls (stream end, close, garbage collection)."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        try:
+            self.emitter.finish(self, exc)
+        except Exception as err:  # never let our bookkeeping reach the application
+            _guard.report_internal_error("emitter.finish", err)
+
+
+class Emitter:
+    """Turns records into spans and metrics, following the GenAI conventions."""
+
+    def __init__(
+        self,
+        scope_name: str,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        self._tracer = trace.get_tracer(scope_name, __version__, tracer_provider, schema_url=semconv.SCHEMA_URL)
+        self._meter_provider = meter_provider
+        self._metrics: MetricsRecorder | None = None
+        self._metrics_lock = threading.Lock()
+
+    def start_llm_call(self, record: LLMCall) -> LLMCallSpan | None:
+        """Start the span of a call; ``None`` when nothing records it (sampled out, no SDK)."""
+        identity = current_identity()
+        attrs = start_attributes(record)
+        if identity is not None:
+            attrs.update(identity.attributes)
+        span = self._tracer.start_span(
+            span_name(record.operation, record.request_model),
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            start_time=record.start_ns,
+        )
+        if not span.is_recording():
+            span.end()
+            return None
+        return LLMCallSpan(self, span, record, identity)
+
+    def finish(self, call: LLMCallSpan, exc: BaseException | None) -> None:
+        """Set the status, hand the record over (or complete inline), end the span."""
+        record = call.record
+        span = call.span
+        record.end_ns = time.time_ns()
+        if exc is not None and record.error is None:
+            record.error = error_info(exc)
+        if record.error is not None:
+            span.set_status(Status(StatusCode.ERROR, record.error.message))
+            span.set_attribute(semconv.ERROR_TYPE, record.error.type)
+        if handoff.is_claimed(span):
+            handoff.hand_over(span, PendingCompletion(self, record, call.identity))
+        else:
+            content = self.complete(record, call.identity)
+            span.set_attributes(content.attributes)
+            for event in content.events:
+                span.add_event(event.name, event.attributes, event.timestamp)
+        span.end(end_time=record.end_ns)
+
+    def complete(
+        self, record: LLMCall, identity: AuditIdentity | None, *, content_allowed: bool = True
+    ) -> SpanContent:
+        """Everything that describes a finished call, and its metrics. Safe to run on any thread."""
+        settings = get_settings()
+        if not content_allowed and settings.content is not ContentMode.NONE:
+            settings = updated(settings, content=ContentMode.NONE)
+        try:
+            record.resolve()
+        except Exception as err:
+            _guard.report_internal_error("capture.resolve", err)
+            record.notes.append(f"response could not be read: {type(err).__name__}")
+        content = llm_call_content(record, settings, _prices(settings))
+        try:
+            self._recorder().record_llm_call(record, identity, content.cost_usd)
+        except Exception as err:
+            _guard.report_internal_error("emitter.metrics", err)
+        return content
+
+    def _recorder(self) -> MetricsRecorder:
+        recorder = self._metrics
+        if recorder is None:
+            with self._metrics_lock:
+                if self._metrics is None:
+                    self._metrics = MetricsRecorder(self._meter_provider)
+                recorder = self._metrics
+        return recorder
+
+
+_price_cache: dict[tuple[str, ...], Any] = {}
+_price_lock = threading.Lock()
+
+
+def _prices(settings: Settings) -> Any:
+    """The price table for these settings, loaded once (never fetched from the network)."""
+    key = settings.price_files
+    table = _price_cache.get(key)
+    if table is None:
+        from otel_llm_audit.processing.cost import PriceTable
+
+        with _price_lock:
+            table = _price_cache.get(key)
+            if table is None:
+                try:
+                    table = PriceTable.load(*key)
+                except Exception as err:
+                    _guard.report_internal_error("pricing.load", err)
+                    table = None
+                _price_cache[key] = table
+    return table

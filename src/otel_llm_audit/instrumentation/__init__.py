@@ -1,0 +1,1 @@
+"""instrumentation layer; see the layer table in the README."""

@@ -1,0 +1,488 @@
+"""OpenAI request and response shapes -> records. Knows the SDK, not OpenTelemetry.
+
+``snapshot_*`` runs on the caller's thread and only copies what the application could
+mutate after the call (its ``messages`` list, its message dicts). The ``resolve_*`` functions
+run later, off the caller's thread, and walk the request, the response object or the list of
+stream chunks to fill in the record. They must cope with anything: a missing field, a new
+SDK type, a malformed chunk becomes a note on the record, never an exception that loses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from otel_llm_audit.records import LLMCall, Message, Part, RequestParams, Usage
+
+# ---------------------------------------------------------------------------------------
+# Snapshots (caller's thread)
+
+
+def snapshot_body(body: Any) -> dict[str, Any]:
+    """A shallow copy of the request body, with the message lists and dicts copied too."""
+    if not isinstance(body, Mapping):
+        return {}
+    snap = dict(body)
+    for key in ("messages", "input"):
+        value = snap.get(key)
+        if isinstance(value, (list, tuple)):
+            snap[key] = [dict(item) if isinstance(item, dict) else item for item in value]
+    return snap
+
+
+class OpenAICallState:
+    """What the caller's thread keeps for the resolver: the request, then the response or chunks."""
+
+    __slots__ = ("body", "chunks", "path", "response")
+
+    def __init__(self, path: str, body: dict[str, Any]) -> None:
+        self.path = path
+        self.body = body
+        self.response: Any = None
+        self.chunks: list[Any] = []
+
+
+# ---------------------------------------------------------------------------------------
+# Small readers that tolerate dicts, pydantic models and missing fields
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _str_list(value: Any) -> list[str] | None:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if isinstance(v, str)]
+    return None
+
+
+def _json_or_text(value: Any) -> Any:
+    """Tool arguments arrive as JSON text; the conventions want the object when it parses."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+# ---------------------------------------------------------------------------------------
+# Chat Completions
+
+
+def chat_params(body: Mapping[str, Any]) -> RequestParams:
+    response_format = body.get("response_format")
+    fmt_type = _str(_get(response_format, "type"))
+    return RequestParams(
+        max_tokens=_int(body.get("max_completion_tokens")) or _int(body.get("max_tokens")),
+        temperature=_float(body.get("temperature")),
+        top_p=_float(body.get("top_p")),
+        stop_sequences=_str_list(body.get("stop")),
+        frequency_penalty=_float(body.get("frequency_penalty")),
+        presence_penalty=_float(body.get("presence_penalty")),
+        seed=_int(body.get("seed")),
+        choice_count=_int(body.get("n")),
+        reasoning_level=_str(body.get("reasoning_effort")),
+        output_type=_output_type(fmt_type),
+        service_tier=_str(body.get("service_tier")),
+    )
+
+
+def _output_type(fmt_type: str | None) -> str | None:
+    if fmt_type is None:
+        return None
+    return "json" if fmt_type in ("json_object", "json_schema") else "text" if fmt_type == "text" else fmt_type
+
+
+def chat_content_part(part: Any) -> Part:
+    """One element of a chat message's content list, as a conventions part."""
+    kind = _get(part, "type")
+    if kind == "text":
+        return {"type": "text", "content": _get(part, "text", "")}
+    if kind == "image_url":
+        url = _get(_get(part, "image_url"), "url", "")
+        return _uri_or_blob(url, "image")
+    if kind == "input_audio":
+        audio = _get(part, "input_audio")
+        return {"type": "blob", "modality": "audio", "mime_type": f"audio/{_get(audio, 'format', 'wav')}",
+                "content": _get(audio, "data", "")}
+    if kind == "file":
+        file = _get(part, "file")
+        file_id = _get(file, "file_id")
+        if file_id:
+            return {"type": "file", "modality": "document", "file_id": file_id}
+        return {"type": "blob", "modality": "document", "content": _get(file, "file_data", "")}
+    if kind == "refusal":
+        return {"type": "text", "content": _get(part, "refusal", "")}
+    return {"type": str(kind or "unknown")}
+
+
+def _uri_or_blob(url: Any, modality: str) -> Part:
+    if isinstance(url, str) and url.startswith("data:"):
+        header, _, data = url.partition(",")
+        mime = header[5:].split(";", 1)[0] or None
+        part: Part = {"type": "blob", "modality": modality, "content": data}
+        if mime:
+            part["mime_type"] = mime
+        return part
+    return {"type": "uri", "modality": modality, "uri": str(url)}
+
+
+def chat_message(message: Any) -> Message:
+    role = str(_get(message, "role", "user"))
+    parts: list[Part] = []
+    content = _get(message, "content")
+    if role == "tool":
+        parts.append({"type": "tool_call_response", "id": _get(message, "tool_call_id"),
+                      "response": _text_of(content)})
+    elif isinstance(content, str):
+        parts.append({"type": "text", "content": content})
+    elif isinstance(content, (list, tuple)):
+        parts.extend(chat_content_part(p) for p in content)
+    for call in _get(message, "tool_calls") or ():
+        function = _get(call, "function")
+        parts.append({"type": "tool_call", "id": _get(call, "id"), "name": _get(function, "name"),
+                      "arguments": _json_or_text(_get(function, "arguments"))})
+    legacy_call = _get(message, "function_call")
+    if legacy_call:
+        parts.append({"type": "tool_call", "name": _get(legacy_call, "name"),
+                      "arguments": _json_or_text(_get(legacy_call, "arguments"))})
+    return Message(role=role, parts=parts, name=_str(_get(message, "name")))
+
+
+def _text_of(content: Any) -> Any:
+    if isinstance(content, (list, tuple)):
+        return "".join(str(_get(p, "text", "")) for p in content)
+    return content
+
+
+def tool_definitions(tools: Any) -> list[dict[str, Any]] | None:
+    """Chat and Responses tool lists as the conventions' ``gen_ai.tool.definitions``."""
+    if not isinstance(tools, (list, tuple)) or not tools:
+        return None
+    out: list[dict[str, Any]] = []
+    for tool in tools:
+        kind = _get(tool, "type", "function")
+        function = _get(tool, "function") or tool  # chat nests under "function"; responses does not
+        if kind == "function":
+            definition: dict[str, Any] = {"type": "function", "name": _get(function, "name")}
+            for key in ("description", "parameters"):
+                value = _get(function, key)
+                if value is not None:
+                    definition[key] = value
+            out.append(definition)
+        else:
+            out.append({"type": str(kind), "name": str(_get(tool, "name") or kind)})
+    return out
+
+
+_FINISH_TO_PART_REASON = {"tool_calls": "tool_call", "function_call": "tool_call"}
+
+
+def chat_usage(usage: Any) -> Usage:
+    return Usage(
+        input_tokens=_int(_get(usage, "prompt_tokens")),
+        output_tokens=_int(_get(usage, "completion_tokens")),
+        cache_read_input_tokens=_int(_get(_get(usage, "prompt_tokens_details"), "cached_tokens")),
+        reasoning_output_tokens=_int(_get(_get(usage, "completion_tokens_details"), "reasoning_tokens")),
+    )
+
+
+def resolve_chat(record: LLMCall, state: OpenAICallState) -> None:
+    body = state.body
+    record.params = chat_params(body)
+    messages = body.get("messages")
+    if isinstance(messages, (list, tuple)):
+        record.input_messages = [chat_message(m) for m in messages]
+    record.tool_definitions = tool_definitions(body.get("tools") or body.get("functions"))
+    if state.chunks:
+        _resolve_chat_chunks(record, state.chunks)
+    elif state.response is not None:
+        _resolve_chat_completion(record, state.response)
+
+
+def _resolve_chat_completion(record: LLMCall, completion: Any) -> None:
+    if isinstance(completion, (str, bytes)):
+        record.notes.append("response was not a chat completion object")
+        return
+    record.response_id = _str(_get(completion, "id"))
+    record.response_model = _str(_get(completion, "model"))
+    record.system_fingerprint = _str(_get(completion, "system_fingerprint"))
+    record.service_tier = _str(_get(completion, "service_tier"))
+    choices = _get(completion, "choices") or []
+    reasons: list[str] = []
+    outputs: list[Message] = []
+    for choice in choices:
+        reason = _str(_get(choice, "finish_reason")) or "error"
+        reasons.append(reason)
+        message = chat_message(_get(choice, "message") or {})
+        refusal = _get(_get(choice, "message"), "refusal")
+        if refusal:
+            message.parts.append({"type": "refusal", "content": refusal})
+        message.role = message.role or "assistant"
+        message.finish_reason = _FINISH_TO_PART_REASON.get(reason, reason)
+        outputs.append(message)
+    record.finish_reasons = reasons
+    record.output_messages = outputs
+    record.usage = chat_usage(_get(completion, "usage"))
+
+
+class _ChoiceAccumulator:
+    __slots__ = ("finish_reason", "refusal", "role", "text", "tool_calls")
+
+    def __init__(self) -> None:
+        self.role = "assistant"
+        self.text: list[str] = []
+        self.refusal: list[str] = []
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+
+
+def _resolve_chat_chunks(record: LLMCall, chunks: list[Any]) -> None:
+    choices: dict[int, _ChoiceAccumulator] = {}
+    for chunk in chunks:
+        record.response_id = record.response_id or _str(_get(chunk, "id"))
+        record.response_model = record.response_model or _str(_get(chunk, "model"))
+        record.system_fingerprint = record.system_fingerprint or _str(_get(chunk, "system_fingerprint"))
+        record.service_tier = record.service_tier or _str(_get(chunk, "service_tier"))
+        usage = _get(chunk, "usage")
+        if usage is not None:
+            record.usage = chat_usage(usage)
+        for choice in _get(chunk, "choices") or ():
+            index = _get(choice, "index", 0)
+            acc = choices.setdefault(index if isinstance(index, int) else 0, _ChoiceAccumulator())
+            delta = _get(choice, "delta")
+            if delta is not None:
+                acc.role = _get(delta, "role") or acc.role
+                if _get(delta, "content"):
+                    acc.text.append(str(_get(delta, "content")))
+                if _get(delta, "refusal"):
+                    acc.refusal.append(str(_get(delta, "refusal")))
+                for call in _get(delta, "tool_calls") or ():
+                    slot = acc.tool_calls.setdefault(_get(call, "index", 0), {"id": None, "name": None, "args": []})
+                    slot["id"] = slot["id"] or _get(call, "id")
+                    function = _get(call, "function")
+                    slot["name"] = slot["name"] or _get(function, "name")
+                    if _get(function, "arguments"):
+                        slot["args"].append(str(_get(function, "arguments")))
+            reason = _get(choice, "finish_reason")
+            if reason:
+                acc.finish_reason = str(reason)
+    outputs: list[Message] = []
+    reasons: list[str] = []
+    for index in sorted(choices):
+        acc = choices[index]
+        parts: list[Part] = []
+        if acc.text:
+            parts.append({"type": "text", "content": "".join(acc.text)})
+        if acc.refusal:
+            parts.append({"type": "refusal", "content": "".join(acc.refusal)})
+        for call_index in sorted(acc.tool_calls):
+            slot = acc.tool_calls[call_index]
+            parts.append({"type": "tool_call", "id": slot["id"], "name": slot["name"],
+                          "arguments": _json_or_text("".join(slot["args"]))})
+        reason = acc.finish_reason or "error"
+        reasons.append(reason)
+        outputs.append(Message(role=acc.role, parts=parts,
+                               finish_reason=_FINISH_TO_PART_REASON.get(reason, reason)))
+    record.output_messages = outputs
+    record.finish_reasons = reasons
+
+
+# ---------------------------------------------------------------------------------------
+# Responses API
+
+
+def responses_params(body: Mapping[str, Any]) -> RequestParams:
+    text = body.get("text")
+    conversation = body.get("conversation")
+    return RequestParams(
+        max_tokens=_int(body.get("max_output_tokens")),
+        temperature=_float(body.get("temperature")),
+        top_p=_float(body.get("top_p")),
+        reasoning_level=_str(_get(body.get("reasoning"), "effort")),
+        output_type=_output_type(_str(_get(_get(text, "format"), "type"))),
+        previous_response_id=_str(body.get("previous_response_id")),
+        service_tier=_str(body.get("service_tier")),
+        conversation_id=_str(conversation) or _str(_get(conversation, "id")),
+    )
+
+
+def responses_input_item(item: Any) -> Message:
+    kind = _get(item, "type", "message")
+    if kind == "function_call":
+        return Message(role="assistant", parts=[{"type": "tool_call", "id": _get(item, "call_id"),
+                                                 "name": _get(item, "name"),
+                                                 "arguments": _json_or_text(_get(item, "arguments"))}])
+    if kind == "function_call_output":
+        return Message(role="tool", parts=[{"type": "tool_call_response", "id": _get(item, "call_id"),
+                                            "response": _get(item, "output")}])
+    if kind == "message" or _get(item, "role") is not None:
+        content = _get(item, "content")
+        parts: list[Part] = []
+        if isinstance(content, str):
+            parts.append({"type": "text", "content": content})
+        else:
+            for p in content or ():
+                parts.append(_responses_content_part(p))
+        return Message(role=str(_get(item, "role", "user")), parts=parts)
+    return Message(role="user", parts=[{"type": str(kind)}])
+
+
+def _responses_content_part(part: Any) -> Part:
+    kind = _get(part, "type")
+    if kind in ("input_text", "output_text"):
+        return {"type": "text", "content": _get(part, "text", "")}
+    if kind == "refusal":
+        return {"type": "refusal", "content": _get(part, "refusal", "")}
+    if kind == "input_image":
+        if _get(part, "file_id"):
+            return {"type": "file", "modality": "image", "file_id": _get(part, "file_id")}
+        return _uri_or_blob(_get(part, "image_url", ""), "image")
+    if kind == "input_file":
+        if _get(part, "file_id"):
+            return {"type": "file", "modality": "document", "file_id": _get(part, "file_id")}
+        return {"type": "blob", "modality": "document", "content": _get(part, "file_data", "")}
+    return {"type": str(kind or "unknown")}
+
+
+def resolve_responses(record: LLMCall, state: OpenAICallState) -> None:
+    body = state.body
+    record.params = responses_params(body)
+    instructions = body.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        record.system_instructions = [{"type": "text", "content": instructions}]
+    user_input = body.get("input")
+    if isinstance(user_input, str):
+        record.input_messages = [Message(role="user", parts=[{"type": "text", "content": user_input}])]
+    elif isinstance(user_input, (list, tuple)):
+        record.input_messages = [responses_input_item(i) for i in user_input]
+    record.tool_definitions = tool_definitions(body.get("tools"))
+    response = state.response
+    if state.chunks:
+        response = _response_from_events(record, state.chunks)
+    if response is not None:
+        resolve_response_object(record, response, with_usage=True)
+
+
+def _response_from_events(record: LLMCall, events: list[Any]) -> Any:
+    """The final response of a stream, or what the deltas say when it never came."""
+    final = None
+    texts: list[str] = []
+    for event in events:
+        kind = _get(event, "type")
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
+            final = _get(event, "response")
+        elif kind == "response.created":
+            created = _get(event, "response")
+            record.response_id = _str(_get(created, "id"))
+            record.response_model = _str(_get(created, "model"))
+        elif kind == "response.output_text.delta":
+            texts.append(str(_get(event, "delta", "")))
+    if final is None and texts:
+        record.output_messages = [Message(role="assistant", parts=[{"type": "text", "content": "".join(texts)}],
+                                          finish_reason="error")]
+        record.finish_reasons = ["error"]
+    return final
+
+
+def resolve_response_object(record: LLMCall, response: Any, *, with_usage: bool) -> None:
+    record.response_id = _str(_get(response, "id")) or record.response_id
+    record.response_model = _str(_get(response, "model")) or record.response_model
+    record.response_status = _str(_get(response, "status"))
+    record.service_tier = _str(_get(response, "service_tier"))
+    parts: list[Part] = []
+    has_tool_call = False
+    for item in _get(response, "output") or ():
+        kind = _get(item, "type")
+        if kind == "message":
+            parts.extend(_responses_content_part(p) for p in _get(item, "content") or ())
+        elif kind == "function_call":
+            has_tool_call = True
+            parts.append({"type": "tool_call", "id": _get(item, "call_id"), "name": _get(item, "name"),
+                          "arguments": _json_or_text(_get(item, "arguments"))})
+        elif kind == "reasoning":
+            summary = " ".join(str(_get(s, "text", "")) for s in _get(item, "summary") or ())
+            parts.append({"type": "reasoning", "content": summary})
+        else:
+            parts.append({"type": "server_tool_call", "id": _get(item, "id"), "name": str(kind),
+                          "server_tool_call": {"type": str(kind)}})
+    reason = _responses_finish_reason(record.response_status, _get(response, "incomplete_details"), has_tool_call)
+    record.finish_reasons = [reason]
+    record.output_messages = [Message(role="assistant", parts=parts, finish_reason=reason)]
+    if with_usage:
+        usage = _get(response, "usage")
+        record.usage = Usage(
+            input_tokens=_int(_get(usage, "input_tokens")),
+            output_tokens=_int(_get(usage, "output_tokens")),
+            cache_read_input_tokens=_int(_get(_get(usage, "input_tokens_details"), "cached_tokens")),
+            reasoning_output_tokens=_int(_get(_get(usage, "output_tokens_details"), "reasoning_tokens")),
+        )
+
+
+def _responses_finish_reason(status: str | None, incomplete: Any, has_tool_call: bool) -> str:
+    if status == "completed":
+        return "tool_call" if has_tool_call else "stop"
+    if status == "incomplete":
+        reason = _get(incomplete, "reason")
+        return "length" if reason == "max_output_tokens" else str(reason or "incomplete")
+    if status in ("failed", "cancelled"):
+        return "error"
+    return str(status or "error")
+
+
+def resolve_fetch(record: LLMCall, state: OpenAICallState) -> None:
+    """``GET /responses/{id}``: what was fetched; the conventions say no token usage here."""
+    response = state.response
+    if state.chunks:
+        response = _response_from_events(record, state.chunks)
+    if response is not None:
+        resolve_response_object(record, response, with_usage=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Embeddings
+
+
+def resolve_embeddings(record: LLMCall, state: OpenAICallState) -> None:
+    body = state.body
+    fmt = _str(body.get("encoding_format"))
+    record.params = RequestParams(encoding_formats=[fmt] if fmt else None)
+    response = state.response
+    if response is None:
+        return
+    record.response_model = _str(_get(response, "model"))
+    usage = _get(response, "usage")
+    record.usage = Usage(input_tokens=_int(_get(usage, "prompt_tokens")))
+    data = _get(response, "data") or []
+    if data:
+        vector = _get(data[0], "embedding")
+        if isinstance(vector, (list, tuple)):
+            record.embedding_dimensions = len(vector)
+        elif isinstance(vector, str):
+            try:
+                record.embedding_dimensions = len(base64.b64decode(vector)) // 4
+            except ValueError:
+                record.notes.append("embedding was neither a list nor base64")

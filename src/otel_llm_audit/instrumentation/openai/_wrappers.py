@@ -1,0 +1,285 @@
+"""The wrappers around the OpenAI client's ``post`` and ``get``: the SDK's single choke point.
+
+Every endpoint method of the SDK (``chat.completions.create`` / ``parse`` / ``stream``,
+``responses.create`` / ``parse`` / ``stream`` / ``retrieve``, ``embeddings.create``, and their
+``with_raw_response`` / ``with_streaming_response`` forms) ends in ``client.post(path, ...)`` or
+``client.get(path, ...)``, with the request body already built. Wrapping there covers them
+all, sync and async, on openai 1.x, 2.x and 3.x, and records the body as it was sent.
+
+The wrapper's contract: the SDK's result and exceptions reach the caller untouched (streams
+and raw responses come back behind transparent proxies), and any exception of ours is
+reported and swallowed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+from otel_llm_audit import _guard
+from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
+from otel_llm_audit.instrumentation.openai import _capture
+from otel_llm_audit.instrumentation.streams import AsyncStreamProxy, SyncStreamProxy
+from otel_llm_audit.records import LLMCall
+
+Resolver = Callable[[LLMCall, _capture.OpenAICallState], None]
+
+
+class _Endpoint:
+    """How one API path maps to the conventions."""
+
+    __slots__ = ("api_type", "operation", "resolver")
+
+    def __init__(self, operation: str, api_type: str | None, resolver: Resolver) -> None:
+        self.operation = operation
+        self.api_type = api_type
+        self.resolver = resolver
+
+
+_POST_ENDPOINTS = {
+    "/chat/completions": _Endpoint("chat", "chat_completions", _capture.resolve_chat),
+    "/responses": _Endpoint("chat", "responses", _capture.resolve_responses),
+    "/embeddings": _Endpoint("embeddings", None, _capture.resolve_embeddings),
+}
+_FETCH = _Endpoint("fetch_response", "responses", _capture.resolve_fetch)
+
+
+def _get_endpoint(path: str) -> _Endpoint | None:
+    """``GET /responses/{id}`` is a fetch; its sub-resources (input_items, ...) are not."""
+    if path.startswith("/responses/") and path.count("/") == 2:
+        return _FETCH
+    return None
+
+
+def _provider_of(client: Any) -> str:
+    return "azure.ai.openai" if "Azure" in type(client).__name__ else "openai"
+
+
+def _server_of(client: Any) -> tuple[str | None, int | None]:
+    url = getattr(client, "base_url", None)
+    if url is None:
+        return None, None
+    host = getattr(url, "host", None)
+    port = getattr(url, "port", None)
+    if port is None:
+        scheme = getattr(url, "scheme", "https")
+        port = 443 if scheme == "https" else 80
+    return (str(host) if host else None), port
+
+
+def _start(emitter: Emitter, client: Any, path: str, endpoint: _Endpoint, kwargs: dict[str, Any]) -> LLMCallSpan | None:
+    body = _capture.snapshot_body(kwargs.get("body"))
+    state = _capture.OpenAICallState(path, body)
+    host, port = _server_of(client)
+    model = body.get("model")
+    record = LLMCall(
+        operation=endpoint.operation,
+        provider=_provider_of(client),
+        request_model=model if isinstance(model, str) else None,
+        server_address=host,
+        server_port=port,
+        api_type=endpoint.api_type,
+        stream=bool(kwargs.get("stream")),
+    )
+    if endpoint is _FETCH:
+        record.response_id = path.rsplit("/", 1)[-1]
+    resolver = endpoint.resolver
+    record.resolver = lambda rec: resolver(rec, state)
+    call = emitter.start_llm_call(record)
+    if call is not None:
+        call.state = state
+    return call
+
+
+def _is_raw_response(result: Any) -> bool:
+    return hasattr(result, "http_response") and hasattr(result, "parse")
+
+
+def _is_stream(result: Any) -> bool:
+    return hasattr(result, "__next__") or hasattr(result, "__anext__")
+
+
+def make_sync_wrapper(emitter: Emitter, method: str) -> Callable[..., Any]:
+    """A wrapt wrapper for ``SyncAPIClient.post`` / ``.get``."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = _maybe_start(emitter, method, instance, args, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        token = otel_context.attach(trace.set_span_in_context(call.span))
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            otel_context.detach(token)
+            call.end(exc)
+            raise
+        otel_context.detach(token)
+        return _finish(call, result, kwargs)
+
+    return wrapper
+
+
+def make_async_wrapper(emitter: Emitter, method: str) -> Callable[..., Any]:
+    """A wrapt wrapper for ``AsyncAPIClient.post`` / ``.get`` (coroutine functions)."""
+
+    async def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        call = _maybe_start(emitter, method, instance, args, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        token = otel_context.attach(trace.set_span_in_context(call.span))
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            otel_context.detach(token)
+            call.end(exc)
+            raise
+        otel_context.detach(token)
+        return _finish(call, result, kwargs)
+
+    return wrapper
+
+
+def _maybe_start(
+    emitter: Emitter, method: str, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> LLMCallSpan | None:
+    try:
+        if not is_instrumentation_enabled():
+            return None
+        path = args[0] if args else kwargs.get("path")
+        if not isinstance(path, str):
+            return None
+        endpoint = _POST_ENDPOINTS.get(path) if method == "post" else _get_endpoint(path)
+        if endpoint is None:
+            return None
+        return _start(emitter, instance, path, endpoint, kwargs)
+    except Exception as err:
+        _guard.report_internal_error("openai.start", err)
+        return None
+
+
+def _finish(call: LLMCallSpan, result: Any, kwargs: dict[str, Any]) -> Any:
+    """Hand the caller the SDK's result, ending the span now or when the stream / body is read."""
+    try:
+        state: _capture.OpenAICallState = call.state
+        if _is_raw_response(result):
+            if inspect.iscoroutinefunction(getattr(type(result), "parse", None)):
+                return AsyncRawResponseProxy(result, call, state)
+            if kwargs.get("stream") or _body_unread(result):
+                return RawResponseProxy(result, call, state)
+            # with_raw_response: the body is already read and parse() caches its result.
+            state.response = result.parse()
+            call.end()
+            return result
+        if _is_stream(result):
+            return _stream_proxy(result, call, state)
+        state.response = result
+        call.end()
+    except Exception as err:
+        _guard.report_internal_error("openai.finish", err)
+        call.end()
+    return result
+
+
+def _stream_proxy(stream: Any, call: LLMCallSpan, state: _capture.OpenAICallState) -> Any:
+    if hasattr(stream, "__anext__"):
+        return AsyncStreamProxy(stream, call, state.chunks.append)
+    return SyncStreamProxy(stream, call, state.chunks.append)
+
+
+def _body_unread(raw: Any) -> bool:
+    """``with_streaming_response``: the body has not been read, so we must not read it."""
+    return not getattr(getattr(raw, "http_response", None), "is_stream_consumed", True)
+
+
+class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """A raw response whose body the caller reads later: observe ``parse()`` and ``close()``."""
+
+    def __init__(self, wrapped: Any, call: LLMCallSpan, state: _capture.OpenAICallState) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_state = state
+        self._self_stream: Any = None
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            parsed = self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_call.end(exc)
+            raise
+        if self._self_call.ended:
+            return self._self_stream if self._self_stream is not None and not args and not kwargs else parsed
+        try:
+            if _is_stream(parsed):
+                self._self_stream = _stream_proxy(parsed, self._self_call, self._self_state)
+                return self._self_stream
+            self._self_state.response = parsed
+            self._self_call.end()
+        except Exception as err:
+            _guard.report_internal_error("openai.raw_parse", err)
+            self._self_call.end()
+        return parsed
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            if self._self_stream is None:
+                self._self_call.end()
+
+    def __del__(self) -> None:
+        try:
+            if self._self_stream is None and not self._self_call.ended:
+                self._self_call.end()
+        except Exception:
+            pass
+
+
+class AsyncRawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """The async twin of :class:`RawResponseProxy` (``parse`` and ``close`` are coroutines)."""
+
+    def __init__(self, wrapped: Any, call: LLMCallSpan, state: _capture.OpenAICallState) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_state = state
+        self._self_stream: Any = None
+
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            parsed = await self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_call.end(exc)
+            raise
+        if self._self_call.ended:
+            return self._self_stream if self._self_stream is not None and not args and not kwargs else parsed
+        try:
+            if _is_stream(parsed):
+                self._self_stream = _stream_proxy(parsed, self._self_call, self._self_state)
+                return self._self_stream
+            self._self_state.response = parsed
+            self._self_call.end()
+        except Exception as err:
+            _guard.report_internal_error("openai.raw_parse", err)
+            self._self_call.end()
+        return parsed
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            if self._self_stream is None:
+                self._self_call.end()
+
+    def __del__(self) -> None:
+        try:
+            if self._self_stream is None and not self._self_call.ended:
+                self._self_call.end()
+        except Exception:
+            pass

@@ -1,0 +1,158 @@
+"""Stream proxies that end the call's span exactly once, whatever the caller does.
+
+The caller gets the SDK's own stream object behind a transparent proxy (``isinstance``,
+helper methods and attributes all work). The span ends when the stream is exhausted, raises,
+is closed, leaves its ``with`` block, or is garbage collected without any of these: the
+peers' classic bug is ending it only on ``StopIteration``, which leaks spans on ``break``.
+
+Per chunk the proxy does O(1) work: count it, timestamp the first one, and keep a reference
+for the capture module to assemble later, off the caller's thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+from otel_llm_audit import _guard
+from otel_llm_audit.emitter.spans import LLMCallSpan
+
+ChunkSink = Callable[[Any], None]
+
+
+class _StreamState:
+    """Shared by the sync and async proxies: the call and where chunks go."""
+
+    __slots__ = ("call", "complete", "sink")
+
+    def __init__(self, call: LLMCallSpan, sink: ChunkSink) -> None:
+        self.call = call
+        self.sink = sink
+        self.complete = False
+
+    def chunk(self, chunk: Any) -> None:
+        record = self.call.record
+        if record.first_chunk_ns is None:
+            record.first_chunk_ns = time.time_ns()
+        record.chunk_count += 1
+        try:
+            self.sink(chunk)
+        except Exception as err:
+            _guard.report_internal_error("stream.chunk", err)
+
+    def finish(self, exc: BaseException | None = None, *, complete: bool = False) -> None:
+        if complete:
+            self.complete = True
+        if not self.call.ended and not self.complete and exc is None:
+            self.call.record.notes.append("stream closed before its end")
+        self.call.end(exc)
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Wraps a synchronous SDK stream (an iterator of chunks)."""
+
+    def __init__(self, wrapped: Any, call: LLMCallSpan, sink: ChunkSink) -> None:
+        super().__init__(wrapped)
+        self._self_state = _StreamState(call, sink)
+
+    def __iter__(self) -> SyncStreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        state = self._self_state
+        try:
+            chunk = self.__wrapped__.__next__()
+        except StopIteration:
+            state.finish(complete=True)
+            raise
+        except BaseException as exc:
+            state.finish(exc)
+            raise
+        state.chunk(chunk)
+        return chunk
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_state.finish()
+
+    def __enter__(self) -> SyncStreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            self._self_state.finish(exc if isinstance(exc, Exception) else None)
+
+    def __del__(self) -> None:
+        _finish_abandoned(self)
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Wraps an asynchronous SDK stream (an async iterator of chunks)."""
+
+    def __init__(self, wrapped: Any, call: LLMCallSpan, sink: ChunkSink) -> None:
+        super().__init__(wrapped)
+        self._self_state = _StreamState(call, sink)
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        state = self._self_state
+        try:
+            chunk = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            state.finish(complete=True)
+            raise
+        except BaseException as exc:
+            state.finish(exc)
+            raise
+        state.chunk(chunk)
+        return chunk
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_state.finish()
+
+    async def aclose(self) -> Any:
+        inner = getattr(self.__wrapped__, "aclose", None) or self.__wrapped__.close
+        try:
+            return await inner()
+        finally:
+            self._self_state.finish()
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            self._self_state.finish(exc if isinstance(exc, Exception) else None)
+
+    def __del__(self) -> None:
+        _finish_abandoned(self)
+
+
+def _finish_abandoned(proxy: Any) -> None:
+    """Garbage collection of a stream nobody finished: end its span with what arrived."""
+    try:
+        state = proxy._self_state
+    except Exception:
+        return
+    try:
+        if not state.call.ended:
+            state.call.record.notes.append("stream garbage-collected before its end")
+            state.call.end(None)
+    except Exception:  # interpreter shutdown and the like
+        pass

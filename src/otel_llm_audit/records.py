@@ -1,0 +1,203 @@
+"""Typed records of what happened, independent of OpenTelemetry and of any provider SDK.
+
+Capture modules (one per library) build these; the emitter turns them into spans, span
+events and metrics. Keeping the two apart means a convention rename touches the emitter
+only, and a new provider touches one capture module only.
+
+A record is filled in two steps. On the caller's thread a capture module stores only what
+it must snapshot right away (the request as sent, the response object, stream chunks,
+timestamps). Everything that costs CPU (walking the response, converting messages to the
+conventions' JSON parts) happens in :meth:`LLMCall.resolve`, which the emitter runs off the
+caller's thread when the audit pipeline is installed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: One message part, shaped as in the GenAI conventions (``{"type": "text", "content": ...}``).
+Part = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Message:
+    """A chat message as the conventions describe it: a role and a list of parts."""
+
+    role: str
+    parts: list[Part]
+    name: str | None = None
+    finish_reason: str | None = None
+
+    def to_json_obj(self) -> dict[str, Any]:
+        """The conventions' ChatMessage / OutputMessage JSON object."""
+        obj: dict[str, Any] = {"role": self.role, "parts": self.parts}
+        if self.name is not None:
+            obj["name"] = self.name
+        if self.finish_reason is not None:
+            obj["finish_reason"] = self.finish_reason
+        return obj
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts per the conventions: input includes cache reads and writes, output includes reasoning."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_write_input_tokens: int | None = None
+    reasoning_output_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class RequestParams:
+    """The reproducibility parameters of a request, as sent."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop_sequences: list[str] | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    choice_count: int | None = None
+    reasoning_level: str | None = None
+    output_type: str | None = None
+    previous_response_id: str | None = None
+    service_tier: str | None = None
+    encoding_formats: list[str] | None = None
+    conversation_id: str | None = None
+
+
+@dataclass(slots=True)
+class ErrorInfo:
+    """What went wrong: a low-cardinality type for ``error.type`` and the exception itself."""
+
+    type: str
+    message: str
+    exception: BaseException | None = None
+
+
+@dataclass(slots=True)
+class LLMCall:
+    """One call to a model: chat, text completion, embeddings or fetching a stored response."""
+
+    operation: str
+    provider: str
+    request_model: str | None
+    server_address: str | None = None
+    server_port: int | None = None
+    api_type: str | None = None
+    stream: bool = False
+    params: RequestParams = field(default_factory=RequestParams)
+    system_instructions: list[Part] | None = None
+    input_messages: list[Message] | None = None
+    tool_definitions: list[dict[str, Any]] | None = None
+    response_id: str | None = None
+    response_model: str | None = None
+    response_status: str | None = None
+    finish_reasons: list[str] | None = None
+    output_messages: list[Message] | None = None
+    usage: Usage = field(default_factory=Usage)
+    service_tier: str | None = None
+    system_fingerprint: str | None = None
+    embedding_dimensions: int | None = None
+    start_ns: int = field(default_factory=time.time_ns)
+    first_chunk_ns: int | None = None
+    end_ns: int | None = None
+    chunk_count: int = 0
+    error: ErrorInfo | None = None
+    #: Library-specific finishing step, run once by :meth:`resolve` (off the caller's thread).
+    resolver: Callable[[LLMCall], None] | None = None
+    #: Anything the capture module noticed that the audit should say (bad input, odd SDK).
+    notes: list[str] = field(default_factory=list)
+
+    def resolve(self) -> None:
+        """Run the capture module's finishing step once; later calls do nothing."""
+        resolver = self.resolver
+        if resolver is not None:
+            self.resolver = None
+            resolver(self)
+
+    @property
+    def time_to_first_chunk_s(self) -> float | None:
+        """Seconds from the request to the first streamed chunk, for streaming calls."""
+        if self.first_chunk_ns is None:
+            return None
+        return (self.first_chunk_ns - self.start_ns) / 1e9
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.end_ns is None:
+            return None
+        return (self.end_ns - self.start_ns) / 1e9
+
+
+@dataclass(slots=True)
+class ToolExecution:
+    """A tool the application (or a framework) ran, usually because a model asked for it."""
+
+    tool_name: str
+    call_id: str | None = None
+    tool_type: str | None = "function"
+    description: str | None = None
+    arguments: Any = None
+    result: Any = None
+    agent_name: str | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(slots=True)
+class AgentInvocation:
+    """An agent run, in process (INTERNAL) or against a remote agent service (CLIENT)."""
+
+    agent_name: str | None
+    agent_id: str | None = None
+    description: str | None = None
+    provider: str | None = None
+    request_model: str | None = None
+    conversation_id: str | None = None
+    remote: bool = False
+    input_messages: list[Message] | None = None
+    output_messages: list[Message] | None = None
+    delegated_by: str | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(slots=True)
+class MemoryOperation:
+    """A read or write of agent memory or shared state (search_memory, create_memory, ...)."""
+
+    operation: str
+    store_id: str | None = None
+    record_id: str | None = None
+    query: str | None = None
+    records: Sequence[Mapping[str, Any]] | None = None
+    provider: str | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(slots=True)
+class HumanReview:
+    """A human-in-the-loop decision: what was put to the reviewer and what they did."""
+
+    subject: str
+    action: str
+    reviewer: str | None = None
+    reason: str | None = None
+    details: Mapping[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class PolicyEvent:
+    """A guardrail, filter or policy that fired, or an override or escalation."""
+
+    category: str
+    action: str
+    source: str
+    name: str | None = None
+    details: Mapping[str, Any] | None = None
