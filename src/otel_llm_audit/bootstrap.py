@@ -9,6 +9,7 @@ OTLP JSON to a local file so nothing needs a server to get started. The
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -99,6 +100,9 @@ def configure(
             mp = MeterProvider(resource=provider.resource, metric_readers=readers)
         if set_global:
             _set_global_providers(provider, mp)
+        # atexit runs last-registered first: complete queued spans (and record their metrics)
+        # before the providers' own exit handlers shut the meter provider down.
+        atexit.register(provider.force_flush)
         pipeline = AuditPipeline(resolved, provider, mp, exporters, readers)
         if instrument:
             pipeline.instrumentors = instrument_installed(resolved, provider, mp)

@@ -39,6 +39,8 @@ _GENAI_CAPTURE_VALUES = {
     "false": ContentMode.NONE,
 }
 
+DEFAULT_OUTPUT_FILE = "llm-audit/traces.jsonl"
+
 #: field name -> environment variable. Documented in the README's configuration table.
 ENVIRONMENT_VARIABLES: dict[str, str] = {
     "content": CONTENT_ENV,
@@ -60,7 +62,7 @@ class Settings:
     #: Longest text part kept in content attributes; longer ones are cut and flagged.
     max_content_chars: int = 100_000
     #: Where the embedded default writes OTLP JSON when no exporter is configured.
-    output_file: str = "llm-audit/traces.jsonl"
+    output_file: str = DEFAULT_OUTPUT_FILE
     #: Extra price files (YAML or JSON) layered over the shipped table.
     price_files: tuple[str, ...] = ()
     #: Spans waiting for off-thread enrichment; beyond this, content is dropped (counted).
@@ -77,7 +79,7 @@ class Settings:
         values: dict[str, Any] = {
             "content": _content_from_env(env),
             "max_content_chars": _int_env(env, "max_content_chars", 100_000),
-            "output_file": env.get(ENVIRONMENT_VARIABLES["output_file"]) or cls.output_file,
+            "output_file": env.get(ENVIRONMENT_VARIABLES["output_file"]) or DEFAULT_OUTPUT_FILE,
             "price_files": tuple(
                 p for p in env.get(ENVIRONMENT_VARIABLES["price_files"], "").split(os.pathsep) if p
             ),

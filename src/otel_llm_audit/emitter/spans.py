@@ -91,6 +91,7 @@ class Emitter:
         self._meter_provider = meter_provider
         self._metrics: MetricsRecorder | None = None
         self._metrics_lock = threading.Lock()
+        self._recorder()  # create the instruments now, while the meter provider is surely alive
 
     def start_llm_call(self, record: LLMCall) -> LLMCallSpan | None:
         """Start the span of a call; ``None`` when nothing records it (sampled out, no SDK)."""

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Create the virtual environments for benchmarks/openai_overhead.py.
+#
+#   bash benchmarks/setup_envs.sh                 # all four, under /work/bench-venvs
+#   bash benchmarks/setup_envs.sh openai_v2       # just one
+#   BENCH_VENVS=/tmp/venvs bash benchmarks/setup_envs.sh
+#
+# One venv per instrumentation, because the instrumentors patch the same openai methods
+# globally. Every venv gets the same pinned core (openai, httpx2, pydantic, OpenTelemetry SDK,
+# wrapt) so the uninstrumented baseline and every configuration run on identical code; the
+# benchmark prints and records the versions it found in each venv and warns when they differ.
+# Versions are the ones known to work together (shared/reference/perf-anchors.md, 2026-11-26).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+ROOT="${BENCH_VENVS:-/work/bench-venvs}"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+CORE=(
+  "openai==3.57.0"
+  "httpx2==2.16.2"
+  "pydantic==2.14.4"
+  "opentelemetry-api==1.45.2"
+  "opentelemetry-sdk==1.45.2"
+  "opentelemetry-exporter-otlp-proto-http==1.45.2"
+  "opentelemetry-instrumentation==0.66b2"
+  "wrapt==2.5.2"
+  "rich>=13"
+)
+
+# name -> extra requirements (besides CORE and this package, installed editable everywhere)
+declare -A EXTRA=(
+  # this package; the uninstrumented baseline `none` runs here too
+  [llm_audit]="py-spy==0.4.3"
+  # official: util-genai 1.3b0 moved a module that 2.4b0 imports; 2.4b0 also imports httpx,
+  # which openai 3.x no longer pulls (opentelemetry-instrument would hide the ImportError).
+  [openai_v2]="opentelemetry-instrumentation-openai-v2==2.4b0 opentelemetry-util-genai==1.1b0 httpx"
+  # OpenLLMetry
+  [openllmetry]="opentelemetry-instrumentation-openai==0.62.4"
+  # Arize OpenInference
+  [openinference]="openinference-instrumentation-openai==0.1.66"
+)
+
+names=("$@")
+[ ${#names[@]} -eq 0 ] && names=(llm_audit openai_v2 openllmetry openinference)
+
+mkdir -p "$ROOT"
+for name in "${names[@]}"; do
+  if [ -z "${EXTRA[$name]+x}" ]; then
+    echo "unknown environment '$name' (known: ${!EXTRA[*]})" >&2
+    exit 2
+  fi
+  venv="$ROOT/$name"
+  echo "=== $venv"
+  [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  # shellcheck disable=SC2086  # EXTRA is a space-separated list on purpose
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "${CORE[@]}" ${EXTRA[$name]} -e "$REPO"
+  # Pins again, last: a peer's own requirements must not have moved the shared core.
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${CORE[@]}"
+  "$venv/bin/python" -m pip check || echo "WARNING: pip check reported conflicts in $venv (see above)"
+  "$venv/bin/python" - <<'PY'
+from importlib.metadata import version, PackageNotFoundError
+for dist in ("openai", "httpx2", "httpx", "pydantic", "pydantic-core", "opentelemetry-sdk",
+             "opentelemetry-instrumentation", "wrapt", "otel-llm-audit",
+             "opentelemetry-instrumentation-openai-v2", "opentelemetry-util-genai",
+             "opentelemetry-instrumentation-openai", "openinference-instrumentation-openai"):
+    try:
+        print(f"  {dist:42s} {version(dist)}")
+    except PackageNotFoundError:
+        pass
+PY
+done
+echo "done: python benchmarks/openai_overhead.py"

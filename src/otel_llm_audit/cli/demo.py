@@ -1,0 +1,88 @@
+"""``otel-llm-audit demo``: a scripted app, through the real ``openai`` SDK, against a fake model.
+
+No network and no API key: a loopback server speaks the OpenAI wire format. The app runs a
+chat that triggers a tool call, sends the tool result back for a streamed answer, and embeds
+a note, all inside one ``audit_context``; then the recorded trace is printed as a tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+import otel_llm_audit
+from otel_llm_audit.cli.otlp_reader import read_spans
+from otel_llm_audit.cli.tree import render_traces
+from otel_llm_audit.delivery.otlp_json import OtlpJsonFileSpanExporter
+from otel_llm_audit.demo.fake_server import FakeModelServer
+
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def run_demo(output: str, content: str, console: Console) -> int:
+    """Run the scripted app, write OTLP JSON to ``output``, print the trace tree."""
+    try:
+        import openai
+    except ImportError:
+        console.print("[red]The demo drives the real openai SDK: pip install 'otel-llm-audit[openai]'[/red]")
+        return 2
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    if os.path.exists(output):
+        os.remove(output)
+    pipeline = otel_llm_audit.configure(
+        span_exporters=[OtlpJsonFileSpanExporter(output)], metric_readers=[], content=content
+    )
+    tracer = pipeline.tracer_provider.get_tracer("discharge_assistant")
+    with FakeModelServer() as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="sk-demo-not-a-real-key", max_retries=0)
+        with otel_llm_audit.audit_context(
+            user_id="nurse-4711",
+            session_id="ward-7-shift-3",
+            actor_type="human",
+            auth_method="oauth2",
+            tenant_id="st-mary-hospital",
+            team="clinical-ai",
+            application="discharge-assistant",
+        ), tracer.start_as_current_span("handle discharge question"):
+            _scripted_app(client, console)
+    pipeline.force_flush()
+    pipeline.shutdown()
+    spans, bad = read_spans(output)
+    console.print()
+    render_traces(spans, console)
+    console.print(f"\n{len(spans)} spans written to [bold]{output}[/bold] (OTLP JSON; content mode {content}).")
+    if bad:
+        console.print(f"[yellow]{bad} unreadable lines skipped[/yellow]")
+    return 0
+
+
+def _scripted_app(client: Any, console: Console) -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You help ward staff prepare discharge notes."},
+        {"role": "user", "content": "Is it warm enough in Paris for the patient's transfer tomorrow?"},
+    ]
+    first = client.chat.completions.create(
+        model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL], temperature=0.2, seed=7
+    )
+    call = first.choices[0].message.tool_calls[0]
+    console.print(f"model asked for tool [bold]{call.function.name}[/bold]({call.function.arguments})")
+    messages.append(first.choices[0].message.model_dump(exclude_none=True))
+    weather = {"city": json.loads(call.function.arguments)["city"], "celsius": 18, "sky": "sunny"}
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(weather)})
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    answer = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    console.print(f"streamed answer: [bold]{answer}[/bold]")
+    client.embeddings.create(model="text-embedding-3-small", input=answer)

@@ -1,0 +1,134 @@
+"""Prints a trace as a tree with the audit facts an investigator looks for first."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.tree import Tree
+
+from otel_llm_audit import semconv
+from otel_llm_audit.cli.otlp_reader import SpanView
+
+_IDENTITY_KEYS = (
+    semconv.USER_ID,
+    semconv.SESSION_ID,
+    semconv.LLM_AUDIT_ACTOR_TYPE,
+    semconv.LLM_AUDIT_AUTH_METHOD,
+    semconv.LLM_AUDIT_TENANT_ID,
+    semconv.LLM_AUDIT_TEAM,
+    semconv.LLM_AUDIT_APPLICATION,
+)
+_MODEL_KEYS = (
+    semconv.GEN_AI_PROVIDER_NAME,
+    semconv.GEN_AI_RESPONSE_MODEL,
+    semconv.GEN_AI_REQUEST_TEMPERATURE,
+    semconv.GEN_AI_REQUEST_MAX_TOKENS,
+    semconv.GEN_AI_RESPONSE_ID,
+    semconv.GEN_AI_RESPONSE_FINISH_REASONS,
+    semconv.GEN_AI_USAGE_INPUT_TOKENS,
+    semconv.GEN_AI_USAGE_OUTPUT_TOKENS,
+    semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+    semconv.LLM_AUDIT_COST_USD,
+    semconv.ERROR_TYPE,
+)
+_CONTENT_KEYS = (
+    semconv.GEN_AI_SYSTEM_INSTRUCTIONS,
+    semconv.GEN_AI_INPUT_MESSAGES,
+    semconv.GEN_AI_OUTPUT_MESSAGES,
+    semconv.GEN_AI_TOOL_DEFINITIONS,
+)
+
+
+def render_traces(spans: Iterable[SpanView], console: Console, *, trace_id: str | None = None) -> int:
+    """Print every trace (or one), root first; returns how many traces were printed."""
+    by_trace: dict[str, list[SpanView]] = defaultdict(list)
+    for span in spans:
+        if trace_id is None or span.trace_id == trace_id:
+            by_trace[span.trace_id].append(span)
+    for tid, members in by_trace.items():
+        console.print(_trace_tree(tid, members))
+    return len(by_trace)
+
+
+def _trace_tree(trace_id: str, spans: list[SpanView]) -> Tree:
+    ids = {s.span_id for s in spans}
+    children: dict[str | None, list[SpanView]] = defaultdict(list)
+    for span in sorted(spans, key=lambda s: s.start_ns):
+        parent = span.parent_span_id if span.parent_span_id in ids else None
+        children[parent].append(span)
+    root = Tree(f"[bold]trace {trace_id}[/bold]")
+
+    def add(node: Tree, parent: str | None) -> None:
+        for span in children.get(parent, []):
+            branch = node.add(_label(span))
+            for line in _details(span):
+                branch.add(line)
+            add(branch, span.span_id)
+
+    add(root, None)
+    return root
+
+
+def _label(span: SpanView) -> str:
+    status = " [red]ERROR[/red]" if span.status_code == 2 else ""
+    return f"[cyan]{span.name}[/cyan] [dim]{span.duration_ms:.1f} ms · {span.scope}[/dim]{status}"
+
+
+def _details(span: SpanView) -> list[str]:
+    attrs = span.attributes
+    lines: list[str] = []
+    identity = [f"{k}={attrs[k]}" for k in _IDENTITY_KEYS if k in attrs]
+    if identity and not span.scope.startswith("opentelemetry.instrumentation"):
+        lines.append("[green]who[/green] " + "  ".join(identity))
+    model = [f"{k.split('.', 1)[1] if k.startswith('gen_ai.') else k}={_short(attrs[k])}"
+             for k in _MODEL_KEYS if k in attrs]
+    if model:
+        lines.append("[yellow]call[/yellow] " + "  ".join(model))
+    for key in _CONTENT_KEYS:
+        if key in attrs:
+            lines.append(f"[magenta]{key}[/magenta] {_preview(attrs[key])}")
+    if semconv.LLM_AUDIT_CONTENT_HASHES in attrs:
+        lines.append(f"[magenta]content hashes[/magenta] {_short(attrs[semconv.LLM_AUDIT_CONTENT_HASHES], 90)}")
+    for event in span.events:
+        lines.append(f"[red]event[/red] {event['name']} {_short(json.dumps(event['attributes']), 100)}")
+    return lines
+
+
+def _preview(raw: Any) -> str:
+    """Message JSON -> ``role: text | role: tool_call name(args)`` on one line."""
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return _short(raw)
+    pieces: list[str] = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict) and "parts" in item:
+            for part in item["parts"]:
+                pieces.append(f"{item.get('role')}: {_part_text(part)}")
+        elif isinstance(item, dict) and item.get("type") == "text":
+            pieces.append(str(item.get("content")))
+        elif isinstance(item, dict) and "name" in item:
+            pieces.append(f"tool {item['name']}")
+        else:
+            pieces.append(_short(item, 40))
+    return _short(" | ".join(pieces), 160)
+
+
+def _part_text(part: dict[str, Any]) -> str:
+    kind = part.get("type")
+    if kind in ("text", "reasoning", "refusal"):
+        return str(part.get("content", ""))
+    if kind == "tool_call":
+        return f"tool_call {part.get('name')}({json.dumps(part.get('arguments'))})"
+    if kind == "tool_call_response":
+        return f"tool result {_short(part.get('response'), 60)}"
+    return f"<{kind}>"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
