@@ -9,7 +9,10 @@
 # globally. Every venv gets the same pinned core (openai, httpx2, pydantic, OpenTelemetry SDK,
 # wrapt) so the uninstrumented baseline and every configuration run on identical code; the
 # benchmark prints and records the versions it found in each venv and warns when they differ.
-# Versions are the ones known to work together (shared/reference/perf-anchors.md, 2026-11-26).
+# Versions are the ones known to work together (shared/reference/perf-anchors.md, 2026-11-26),
+# except the OpenTelemetry core: this package needs opentelemetry-instrumentation-threading,
+# whose newest release (0.66b1) pins opentelemetry-instrumentation / semantic-conventions
+# 0.66b1, which pins opentelemetry-sdk 1.45.1. So every venv runs SDK 1.45.1 (not 1.45.2).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,10 +25,10 @@ CORE=(
   "openai==3.57.0"
   "httpx2==2.16.2"
   "pydantic==2.14.4"
-  "opentelemetry-api==1.45.2"
-  "opentelemetry-sdk==1.45.2"
-  "opentelemetry-exporter-otlp-proto-http==1.45.2"
-  "opentelemetry-instrumentation==0.66b2"
+  "opentelemetry-api==1.45.1"
+  "opentelemetry-sdk==1.45.1"
+  "opentelemetry-exporter-otlp-proto-http==1.45.1"
+  "opentelemetry-instrumentation==0.66b1"
   "wrapt==2.5.2"
   "rich>=13"
 )
@@ -38,13 +41,16 @@ declare -A EXTRA=(
   # which openai 3.x no longer pulls (opentelemetry-instrument would hide the ImportError).
   [openai_v2]="opentelemetry-instrumentation-openai-v2==2.4b0 opentelemetry-util-genai==1.1b0 httpx"
   # OpenLLMetry
-  [openllmetry]="opentelemetry-instrumentation-openai==0.62.4"
+  [openllmetry]="opentelemetry-instrumentation-openai==0.62.4 opentelemetry-semantic-conventions-ai==0.5.1"
   # Arize OpenInference
-  [openinference]="openinference-instrumentation-openai==0.1.66"
+  [openinference]="openinference-instrumentation-openai==0.1.66 openinference-instrumentation==0.1.72 openinference-semantic-conventions==0.1.42"
 )
 
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(llm_audit openai_v2 openllmetry openinference)
+
+# This machine's pip config lists local indexes that may not exist; drop that noise only.
+quiet_pip() { "$@" 2> >(grep -v "^WARNING: Location 'file://" >&2); }
 
 mkdir -p "$ROOT"
 for name in "${names[@]}"; do
@@ -55,12 +61,12 @@ for name in "${names[@]}"; do
   venv="$ROOT/$name"
   echo "=== $venv"
   [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  quiet_pip "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
   # shellcheck disable=SC2086  # EXTRA is a space-separated list on purpose
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+  quiet_pip "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "${CORE[@]}" ${EXTRA[$name]} -e "$REPO"
   # Pins again, last: a peer's own requirements must not have moved the shared core.
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${CORE[@]}"
+  quiet_pip "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${CORE[@]}"
   "$venv/bin/python" -m pip check || echo "WARNING: pip check reported conflicts in $venv (see above)"
   "$venv/bin/python" - <<'PY'
 from importlib.metadata import version, PackageNotFoundError

@@ -56,7 +56,11 @@ def _run_instrumented(tmp_path: Path, base_url: str, **env: str) -> subprocess.C
     clean.update(env)
     return subprocess.run(
         [str(BIN / "opentelemetry-instrument"), sys.executable, str(app), base_url],
-        cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -78,9 +82,7 @@ def test_instruments_extra_equals_instrumentation_dependencies() -> None:
     """``opentelemetry-instrument`` reads the extra; ``.instrument()`` reads the method: keep them equal."""
     requires = distribution("otel-llm-audit").requires or []
     parsed = [Requirement(r) for r in requires]
-    extra = sorted(
-        f"{r.name}{r.specifier}" for r in parsed if r.marker and r.marker.evaluate({"extra": "instruments"})
-    )
+    extra = sorted(f"{r.name}{r.specifier}" for r in parsed if r.marker and r.marker.evaluate({"extra": "instruments"}))
     declared = sorted(
         f"{r.name}{r.specifier}" for r in map(Requirement, OpenAIInstrumentor().instrumentation_dependencies())
     )
@@ -88,8 +90,9 @@ def test_instruments_extra_equals_instrumentation_dependencies() -> None:
 
 
 def test_opentelemetry_instrument_writes_otlp_json_by_default(tmp_path: Path, fake_model: FakeModelServer) -> None:
-    result = _run_instrumented(tmp_path, fake_model.base_url, OTEL_LLM_AUDIT_CONTENT="raw",
-                               OTEL_SERVICE_NAME="zero-code-app")
+    result = _run_instrumented(
+        tmp_path, fake_model.base_url, OTEL_LLM_AUDIT_CONTENT="raw", OTEL_SERVICE_NAME="zero-code-app"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Hello from the fake model."
     spans, bad = read_spans(tmp_path / "llm-audit" / "traces.jsonl")
@@ -119,8 +122,7 @@ def test_opentelemetry_instrument_writes_otlp_json_by_default(tmp_path: Path, fa
 
 
 def test_disabling_our_entry_point_leaves_other_instrumentations(tmp_path: Path, fake_model: FakeModelServer) -> None:
-    result = _run_instrumented(tmp_path, fake_model.base_url,
-                               OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="llm_audit_openai")
+    result = _run_instrumented(tmp_path, fake_model.base_url, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="llm_audit_openai")
     assert result.returncode == 0, result.stderr
     spans, _ = read_spans(tmp_path / "llm-audit" / "traces.jsonl")
     assert [s.scope for s in spans if s.scope.startswith("otel_llm_audit")] == []
@@ -149,8 +151,13 @@ def test_otlp_http_receiver_gets_the_audit_span(tmp_path: Path, fake_model: Fake
     thread.start()
     try:
         endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
-        result = _run_instrumented(tmp_path, fake_model.base_url, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
-                                   OTEL_METRICS_EXPORTER="none", OTEL_LLM_AUDIT_CONTENT="hash")
+        result = _run_instrumented(
+            tmp_path,
+            fake_model.base_url,
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LLM_AUDIT_CONTENT="hash",
+        )
     finally:
         receiver.shutdown()
     assert result.returncode == 0, result.stderr

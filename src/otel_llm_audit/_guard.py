@@ -8,6 +8,7 @@ The SDK's own results and exceptions are never touched by this module.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import Counter
@@ -37,10 +38,8 @@ def report_internal_error(component: str, exc: BaseException) -> None:
         logger.debug("otel-llm-audit: internal error in %s", component, exc_info=exc)
     counter = _counter_instrument
     if counter is not None:
-        try:
+        with contextlib.suppress(Exception):  # a broken meter must not matter either
             counter.add(1, {semconv.LLM_AUDIT_ERROR_COMPONENT: component})  # type: ignore[attr-defined]
-        except Exception:  # pragma: no cover - a broken meter must not matter either
-            pass
 
 
 def internal_error_counts() -> dict[str, int]:

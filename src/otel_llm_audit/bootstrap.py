@@ -209,9 +209,7 @@ def instrument_installed(
     settings: Settings, tracer_provider: TracerProvider, meter_provider: MeterProvider | None
 ) -> list[Any]:
     """Instrument every library we support that is installed (and not disabled), plus HTTP clients."""
-    disabled = {
-        n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",") if n.strip()
-    }
+    disabled = {n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",") if n.strip()}
     done: list[Any] = []
     for ep in entry_points(group=INSTRUMENTOR_GROUP):
         if not ep.name.startswith(INSTRUMENTOR_PREFIX) or ep.name in disabled:
@@ -226,7 +224,9 @@ def instrument_installed(
     return done
 
 
-def _instrument_entry_point(ep: Any, tracer_provider: TracerProvider, meter_provider: MeterProvider | None) -> list[Any]:
+def _instrument_entry_point(
+    ep: Any, tracer_provider: TracerProvider, meter_provider: MeterProvider | None
+) -> list[Any]:
     try:
         instrumentor = ep.load()()
     except ImportError as err:
@@ -234,7 +234,9 @@ def _instrument_entry_point(ep: Any, tracer_provider: TracerProvider, meter_prov
         return []
     if getattr(instrumentor, "is_instrumented_by_opentelemetry", False):
         return []
-    conflict = instrumentor._check_dependency_conflicts() if hasattr(instrumentor, "_check_dependency_conflicts") else None
+    conflict = (
+        instrumentor._check_dependency_conflicts() if hasattr(instrumentor, "_check_dependency_conflicts") else None
+    )
     if conflict:
         logger.info("otel-llm-audit: skipping %s: %s", ep.name, conflict)
         return []

@@ -80,9 +80,7 @@ class Settings:
             "content": _content_from_env(env),
             "max_content_chars": _int_env(env, "max_content_chars", 100_000),
             "output_file": env.get(ENVIRONMENT_VARIABLES["output_file"]) or DEFAULT_OUTPUT_FILE,
-            "price_files": tuple(
-                p for p in env.get(ENVIRONMENT_VARIABLES["price_files"], "").split(os.pathsep) if p
-            ),
+            "price_files": tuple(p for p in env.get(ENVIRONMENT_VARIABLES["price_files"], "").split(os.pathsep) if p),
             "queue_size": _int_env(env, "queue_size", 8192),
             "http_spans": _bool_env(env, "http_spans", True),
             "baggage_keys": env.get(ENVIRONMENT_VARIABLES["baggage_keys"], ""),

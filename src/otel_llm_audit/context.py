@@ -17,6 +17,7 @@ import functools
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import Token
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, TypeVar, cast
 
@@ -118,16 +119,12 @@ def _identity_from_baggage(ctx: otel_context.Context | None) -> AuditIdentity | 
     entries = baggage.get_all(ctx)
     if not entries:
         return None
-    values = {
-        name: str(entries[FIELD_ATTRIBUTES[name]])
-        for name in allowed
-        if FIELD_ATTRIBUTES[name] in entries
-    }
+    values = {name: str(entries[FIELD_ATTRIBUTES[name]]) for name in allowed if FIELD_ATTRIBUTES[name] in entries}
     if not values:
         return None
     if values.get("actor_type") not in (None, *_ACTOR_TYPES):
         values.pop("actor_type")
-    return AuditIdentity(**values)
+    return AuditIdentity(**values)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=4)
@@ -142,7 +139,7 @@ def _allowed_cache() -> frozenset[str]:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class audit_context:  # noqa: N801 - used like a function, as contextlib.suppress is
+class audit_context:
     """Declare who is acting for everything that runs inside.
 
     Use it as a context manager (``with`` or ``async with``) or as a decorator on sync and
@@ -178,7 +175,7 @@ class audit_context:  # noqa: N801 - used like a function, as contextlib.suppres
             team=team,
             application=application,
         )
-        self._tokens: list[object] = []
+        self._tokens: list[Token[otel_context.Context]] = []
 
     @contextlib.contextmanager
     def _scope(self) -> Iterator[AuditIdentity]:
@@ -193,7 +190,7 @@ class audit_context:  # noqa: N801 - used like a function, as contextlib.suppres
         return cast(AuditIdentity, otel_context.get_value(_IDENTITY_KEY))
 
     def __exit__(self, *exc: object) -> None:
-        otel_context.detach(self._tokens.pop())  # type: ignore[arg-type]
+        otel_context.detach(self._tokens.pop())
 
     async def __aenter__(self) -> AuditIdentity:
         return self.__enter__()
@@ -220,7 +217,7 @@ class audit_context:  # noqa: N801 - used like a function, as contextlib.suppres
         return cast(F, wrapper)
 
 
-def _attach(identity: AuditIdentity) -> object:
+def _attach(identity: AuditIdentity) -> Token[otel_context.Context]:
     outer = otel_context.get_value(_IDENTITY_KEY)
     merged = identity.merged_over(cast("AuditIdentity | None", outer))
     ctx = otel_context.set_value(_IDENTITY_KEY, merged)

@@ -15,8 +15,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     demo = commands.add_parser("demo", help="run a scripted app against a local fake model and print its trace")
     demo.add_argument("--output", default="llm-audit/demo-traces.jsonl", help="OTLP JSON file to write")
-    demo.add_argument("--content", default="raw", choices=["none", "hash", "raw"],
-                      help="content mode for the demo (its data is made up; default raw)")
+    demo.add_argument(
+        "--content",
+        default="raw",
+        choices=["none", "hash", "raw"],
+        help="content mode for the demo (its data is made up; default raw)",
+    )
 
     show = commands.add_parser("show", help="print the traces in an OTLP JSON file as trees")
     show.add_argument("file", help="OTLP JSON lines file (ours or the collector's file exporter)")

@@ -46,15 +46,18 @@ def run_demo(output: str, content: str, console: Console) -> int:
     tracer = pipeline.tracer_provider.get_tracer("discharge_assistant")
     with FakeModelServer() as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-demo-not-a-real-key", max_retries=0)
-        with otel_llm_audit.audit_context(
-            user_id="nurse-4711",
-            session_id="ward-7-shift-3",
-            actor_type="human",
-            auth_method="oauth2",
-            tenant_id="st-mary-hospital",
-            team="clinical-ai",
-            application="discharge-assistant",
-        ), tracer.start_as_current_span("handle discharge question"):
+        with (
+            otel_llm_audit.audit_context(
+                user_id="nurse-4711",
+                session_id="ward-7-shift-3",
+                actor_type="human",
+                auth_method="oauth2",
+                tenant_id="st-mary-hospital",
+                team="clinical-ai",
+                application="discharge-assistant",
+            ),
+            tracer.start_as_current_span("handle discharge question"),
+        ):
             _scripted_app(client, console)
     pipeline.force_flush()
     pipeline.shutdown()

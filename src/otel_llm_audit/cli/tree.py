@@ -84,8 +84,9 @@ def _details(span: SpanView) -> list[str]:
     identity = [f"{k}={attrs[k]}" for k in _IDENTITY_KEYS if k in attrs]
     if identity and not span.scope.startswith("opentelemetry.instrumentation"):
         lines.append("[green]who[/green] " + "  ".join(identity))
-    model = [f"{k.split('.', 1)[1] if k.startswith('gen_ai.') else k}={_short(attrs[k])}"
-             for k in _MODEL_KEYS if k in attrs]
+    model = [
+        f"{k.split('.', 1)[1] if k.startswith('gen_ai.') else k}={_short(attrs[k])}" for k in _MODEL_KEYS if k in attrs
+    ]
     if model:
         lines.append("[yellow]call[/yellow] " + "  ".join(model))
     for key in _CONTENT_KEYS:

@@ -99,9 +99,7 @@ class OtlpJsonFileMetricExporter(MetricExporter):
         super().__init__()
         self._out = _JsonLinesFile(path)
 
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         try:
             self._out.write(otlp_json_line(encode_metrics(metrics_data)))
         except Exception:

@@ -114,9 +114,7 @@ def exception_event(error: ErrorInfo) -> EventSpec:
     }
     if error.exception is not None:
         exc = error.exception
-        attrs[semconv.EXCEPTION_STACKTRACE] = "".join(
-            traceback.format_exception(type(exc), exc, exc.__traceback__)
-        )
+        attrs[semconv.EXCEPTION_STACKTRACE] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return EventSpec(name="exception", attributes=attrs)
 
 

@@ -87,7 +87,11 @@ class MetricsRecorder:
                 semconv.GEN_AI_REQUEST_MODEL: record.request_model or "",
             }
             if identity is not None:
-                for key in (semconv.LLM_AUDIT_TEAM, semconv.LLM_AUDIT_APPLICATION, semconv.LLM_AUDIT_TENANT_ID):
+                for key in (
+                    semconv.LLM_AUDIT_TEAM,
+                    semconv.LLM_AUDIT_APPLICATION,
+                    semconv.LLM_AUDIT_TENANT_ID,
+                ):
                     value = identity.attributes.get(key)
                     if value is not None:
                         cost_dims[key] = value

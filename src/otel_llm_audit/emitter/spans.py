@@ -129,9 +129,7 @@ class Emitter:
                 span.add_event(event.name, event.attributes, event.timestamp)
         span.end(end_time=record.end_ns)
 
-    def complete(
-        self, record: LLMCall, identity: AuditIdentity | None, *, content_allowed: bool = True
-    ) -> SpanContent:
+    def complete(self, record: LLMCall, identity: AuditIdentity | None, *, content_allowed: bool = True) -> SpanContent:
         """Everything that describes a finished call, and its metrics. Safe to run on any thread."""
         settings = get_settings()
         if not content_allowed and settings.content is not ContentMode.NONE:
