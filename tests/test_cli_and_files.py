@@ -1,0 +1,87 @@
+"""The demo command end to end, and the OTLP JSON files it and the default exporter write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import SpanKind
+
+from otel_llm_audit import semconv
+from otel_llm_audit.cli import main
+from otel_llm_audit.cli.otlp_reader import read_spans
+from otel_llm_audit.config import set_settings
+from otel_llm_audit.delivery.otlp_json import OtlpJsonFileSpanExporter
+
+
+def test_demo_records_one_trace_with_identity_tool_call_stream_and_embedding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "demo.jsonl"
+    try:
+        assert main(["demo", "--output", str(output)]) == 0
+    finally:
+        set_settings(None)
+    printed = capsys.readouterr().out
+    assert "model asked for tool get_weather" in printed
+    assert "The weather in Paris is 18°C and sunny." in printed
+    spans, bad = read_spans(output)
+    assert bad == 0
+    assert len({s.trace_id for s in spans}) == 1
+    ours = sorted((s for s in spans if s.scope == "otel_llm_audit.instrumentation.openai"), key=lambda s: s.start_ns)
+    assert [s.name for s in ours] == ["chat gpt-4o-mini", "chat gpt-4o-mini", "embeddings text-embedding-3-small"]
+    (root,) = [s for s in spans if s.parent_span_id is None]
+    assert root.name == "handle discharge question"
+    assert all(s.parent_span_id == root.span_id for s in ours)
+    for span in [root, *ours]:
+        assert span.attributes[semconv.USER_ID] == "nurse-4711"
+        assert span.attributes[semconv.LLM_AUDIT_APPLICATION] == "discharge-assistant"
+    first, streamed, _ = ours
+    out = json.loads(first.attributes[semconv.GEN_AI_OUTPUT_MESSAGES])
+    assert out[0]["parts"][0] == {
+        "type": "tool_call",
+        "id": "call_fake_1",
+        "name": "get_weather",
+        "arguments": {"city": "Paris"},
+    }
+    assert streamed.attributes[semconv.GEN_AI_REQUEST_STREAM] is True
+    assert streamed.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    inputs = json.loads(streamed.attributes[semconv.GEN_AI_INPUT_MESSAGES])
+    assert [m["role"] for m in inputs] == ["system", "user", "assistant", "tool"]
+    assert inputs[3]["parts"][0]["type"] == "tool_call_response"
+    # The show command reads the same file back.
+    assert main(["show", str(output), "--trace", root.trace_id]) == 0
+    assert "handle discharge question" in capsys.readouterr().out
+
+
+def test_otlp_json_file_uses_hex_ids_and_integer_enums(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "traces.jsonl"
+    exporter = OtlpJsonFileSpanExporter(path)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("parent", kind=SpanKind.SERVER) as parent:
+        tracer.start_span("child", attributes={"k": [1, 2]}).end()
+    provider.shutdown()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2
+    child = json.loads(lines[0])["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    parent_json = json.loads(lines[1])["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    ctx = parent.get_span_context()
+    assert parent_json["traceId"] == f"{ctx.trace_id:032x}"
+    assert parent_json["spanId"] == f"{ctx.span_id:016x}"
+    assert child["parentSpanId"] == f"{ctx.span_id:016x}"
+    assert parent_json["kind"] == 2  # SERVER, as an integer
+    assert child["attributes"] == [
+        {"key": "k", "value": {"arrayValue": {"values": [{"intValue": "1"}, {"intValue": "2"}]}}}
+    ]
+
+
+def test_reader_skips_and_counts_malformed_lines(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b'{"resourceSpans": []}\nnot json\n\xff\xfe garbage\n')
+    spans, bad = read_spans(path)
+    assert (spans, bad) == ([], 2)
