@@ -158,10 +158,15 @@ class Emitter:
 
 _price_cache: dict[tuple[str, ...], Any] = {}
 _price_lock = threading.Lock()
+_NO_TABLE = object()
 
 
 def _prices(settings: Settings) -> Any:
-    """The price table for these settings, loaded once (never fetched from the network)."""
+    """The price table for these settings, loaded once (never fetched from the network).
+
+    ``configure()`` already refused a broken override file; if one breaks later (edited on
+    disk), calls are recorded without cost and the failure is reported once, not per call.
+    """
     key = settings.price_files
     table = _price_cache.get(key)
     if table is None:
@@ -174,6 +179,6 @@ def _prices(settings: Settings) -> Any:
                     table = PriceTable.load(*key)
                 except Exception as err:
                     _guard.report_internal_error("pricing.load", err)
-                    table = None
+                    table = _NO_TABLE
                 _price_cache[key] = table
-    return table
+    return None if table is _NO_TABLE else table
