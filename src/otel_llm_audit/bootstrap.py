@@ -46,6 +46,7 @@ class AuditPipeline:
     span_exporters: list[SpanExporter]
     metric_readers: list[MetricReader] = field(default_factory=list)
     instrumentors: list[Any] = field(default_factory=list)
+    exit_hook: Any = None
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         ok = self.tracer_provider.force_flush(timeout_millis)
@@ -55,6 +56,9 @@ class AuditPipeline:
 
     def shutdown(self) -> None:
         """Flush and stop exporting; undo the instrumentation this call installed."""
+        if self.exit_hook is not None:
+            atexit.unregister(self.exit_hook)
+            self.exit_hook = None
         for instrumentor in self.instrumentors:
             try:
                 instrumentor.uninstrument()
@@ -103,7 +107,8 @@ def configure(
         # atexit runs last-registered first: complete queued spans (and record their metrics)
         # before the providers' own exit handlers shut the meter provider down.
         atexit.register(provider.force_flush)
-        pipeline = AuditPipeline(resolved, provider, mp, exporters, readers)
+        pipeline_exit_hook = provider.force_flush
+        pipeline = AuditPipeline(resolved, provider, mp, exporters, readers, exit_hook=pipeline_exit_hook)
         if instrument:
             pipeline.instrumentors = instrument_installed(resolved, provider, mp)
     return pipeline

@@ -76,6 +76,11 @@ class LLMCallSpan:
             self.emitter.finish(self, exc)
         except Exception as err:  # never let our bookkeeping reach the application
             _guard.report_internal_error("emitter.finish", err)
+            if self.span.is_recording():  # never leave a span (and its claim) open
+                try:
+                    self.span.end()
+                except Exception as end_err:
+                    _guard.report_internal_error("emitter.end", end_err)
 
 
 class Emitter:

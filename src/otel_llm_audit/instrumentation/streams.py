@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import wrapt
-
 from otel_llm_audit import _guard
 from otel_llm_audit.emitter.spans import LLMCallSpan
+from otel_llm_audit.instrumentation._proxy import ObjectProxy
 
 ChunkSink = Callable[[Any], None]
 
@@ -51,7 +50,7 @@ class _StreamState:
         self.call.end(exc)
 
 
-class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class SyncStreamProxy(ObjectProxy):
     """Wraps a synchronous SDK stream (an iterator of chunks)."""
 
     def __init__(self, wrapped: Any, call: LLMCallSpan, sink: ChunkSink) -> None:
@@ -80,21 +79,27 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         finally:
             self._self_state.finish()
 
+    @property
+    def response(self) -> Any:
+        return _closing_response(self.__wrapped__, self._self_state)
+
     def __enter__(self) -> SyncStreamProxy:
         self.__wrapped__.__enter__()
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        # An exception raised by the application inside the block is not the model call's
+        # failure; one raised by the stream itself already ended the span in __next__.
         try:
             return self.__wrapped__.__exit__(exc_type, exc, tb)
         finally:
-            self._self_state.finish(exc if isinstance(exc, Exception) else None)
+            self._self_state.finish()
 
     def __del__(self) -> None:
         _finish_abandoned(self)
 
 
-class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class AsyncStreamProxy(ObjectProxy):
     """Wraps an asynchronous SDK stream (an async iterator of chunks)."""
 
     def __init__(self, wrapped: Any, call: LLMCallSpan, sink: ChunkSink) -> None:
@@ -130,6 +135,10 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         finally:
             self._self_state.finish()
 
+    @property
+    def response(self) -> Any:
+        return _closing_response(self.__wrapped__, self._self_state)
+
     async def __aenter__(self) -> AsyncStreamProxy:
         await self.__wrapped__.__aenter__()
         return self
@@ -138,10 +147,39 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             return await self.__wrapped__.__aexit__(exc_type, exc, tb)
         finally:
-            self._self_state.finish(exc if isinstance(exc, Exception) else None)
+            self._self_state.finish()
 
     def __del__(self) -> None:
         _finish_abandoned(self)
+
+
+class _ClosingResponse(ObjectProxy):
+    """The stream's HTTP response: closing it ends the stream, so it ends the span too.
+
+    The SDK's helpers (``chat.completions.stream()``, ``responses.stream()``) keep
+    ``stream.response`` and close *it* when their ``with`` block exits, never the stream.
+    """
+
+    def __init__(self, wrapped: Any, state: _StreamState) -> None:
+        super().__init__(wrapped)
+        self._self_state = state
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_state.finish()
+
+    async def aclose(self) -> Any:
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            self._self_state.finish()
+
+
+def _closing_response(stream: Any, state: _StreamState) -> Any:
+    response = stream.response
+    return response if response is None else _ClosingResponse(response, state)
 
 
 def _finish_abandoned(proxy: Any) -> None:

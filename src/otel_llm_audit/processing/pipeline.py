@@ -21,8 +21,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_llm_audit import _guard
@@ -32,6 +33,7 @@ from otel_llm_audit.emitter.attributes import SpanContent
 logger = logging.getLogger("otel_llm_audit")
 
 _STOP = object()
+_LIMITS = SpanLimits()  # from OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT
 
 
 class AuditSpanProcessor(SpanProcessor):
@@ -152,8 +154,15 @@ class AuditSpanProcessor(SpanProcessor):
 
 def completed_copy(span: ReadableSpan, content: SpanContent) -> ReadableSpan:
     """A new ended span: the original plus what the emitter completed. The original is untouched."""
-    attributes = dict(span.attributes or {})
-    attributes.update(content.attributes)
+    merged = dict(span.attributes or {})
+    merged.update(content.attributes)
+    # The same limits and value checks the SDK applies to attributes set on a live span.
+    attributes = BoundedAttributes(
+        maxlen=_LIMITS.max_span_attributes,
+        attributes=merged,
+        immutable=True,
+        max_value_len=_LIMITS.max_span_attribute_length,
+    )
     events = list(span.events)
     for spec in content.events:
         events.append(Event(spec.name, spec.attributes, spec.timestamp or span.end_time))

@@ -29,10 +29,8 @@ _instruments = ("openai >= 1.66.0",)
 
 _SCOPE = "otel_llm_audit.instrumentation.openai"
 _TARGETS = (
-    ("SyncAPIClient", "post", False),
-    ("SyncAPIClient", "get", False),
-    ("AsyncAPIClient", "post", True),
-    ("AsyncAPIClient", "get", True),
+    ("SyncAPIClient", "request", False),
+    ("AsyncAPIClient", "request", True),
 )
 
 
@@ -53,9 +51,13 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         except ImportError as err:
             logger.info("otel-llm-audit: openai is not importable, not instrumenting it: %s", err)
             return
-        from otel_llm_audit.instrumentation.openai._wrappers import make_async_wrapper, make_sync_wrapper
+        from otel_llm_audit.instrumentation.openai._wrappers import (
+            make_async_wrapper,
+            make_sync_wrapper,
+            set_active_emitter,
+        )
 
-        emitter = Emitter(_SCOPE, kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        set_active_emitter(Emitter(_SCOPE, kwargs.get("tracer_provider"), kwargs.get("meter_provider")))
         self._wrapped = []
         for class_name, method, is_async in _TARGETS:
             owner = getattr(_base_client, class_name, None)
@@ -64,13 +66,16 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 continue
             factory = make_async_wrapper if is_async else make_sync_wrapper
             try:
-                wrap_function_wrapper(_base_client, f"{class_name}.{method}", factory(emitter, method))
+                wrap_function_wrapper(_base_client, f"{class_name}.{method}", factory())
             except Exception:
                 logger.warning("otel-llm-audit: could not wrap openai %s.%s", class_name, method, exc_info=True)
                 continue
             self._wrapped.append((owner, method))
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        from otel_llm_audit.instrumentation.openai._wrappers import set_active_emitter
+
+        set_active_emitter(None)  # wrappers still bound inside existing clients pass through
         for owner, method in self._wrapped:
             try:
                 unwrap(owner, method)

@@ -173,7 +173,8 @@ def chat_message(message: Any) -> Message:
 
 
 def _text_of(content: Any) -> Any:
-    if isinstance(content, (list, tuple)):
+    """A tool result's text; content that is not a list of text parts is kept as sent."""
+    if isinstance(content, (list, tuple)) and any(isinstance(_get(p, "text"), str) for p in content):
         return "".join(str(_get(p, "text", "")) for p in content)
     return content
 

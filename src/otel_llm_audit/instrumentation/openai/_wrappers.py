@@ -1,10 +1,13 @@
-"""The wrappers around the OpenAI client's ``post`` and ``get``: the SDK's single choke point.
+"""The wrapper around the OpenAI client's ``request``: the SDK's single choke point.
 
 Every endpoint method of the SDK (``chat.completions.create`` / ``parse`` / ``stream``,
 ``responses.create`` / ``parse`` / ``stream`` / ``retrieve``, ``embeddings.create``, and their
-``with_raw_response`` / ``with_streaming_response`` forms) ends in ``client.post(path, ...)`` or
-``client.get(path, ...)``, with the request body already built. Wrapping there covers them
-all, sync and async, on openai 1.x, 2.x and 3.x, and records the body as it was sent.
+``with_raw_response`` / ``with_streaming_response`` forms) ends in ``client.request(cast_to,
+options, ...)`` with the method, path and JSON body already built; retries happen inside it,
+so one call is one span. ``request`` is looked up on the client at call time, unlike ``post``
+and ``get``, which resources bind when they are built: clients created before
+``instrument()`` are audited too. This covers them all, sync and async, on openai 1.x, 2.x and
+3.x, and records the body as it was sent.
 
 The wrapper's contract: the SDK's result and exceptions reach the caller untouched (streams
 and raw responses come back behind transparent proxies), and any exception of ours is
@@ -17,13 +20,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from otel_llm_audit import _guard
 from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
+from otel_llm_audit.instrumentation._proxy import ObjectProxy
 from otel_llm_audit.instrumentation.openai import _capture
 from otel_llm_audit.instrumentation.streams import AsyncStreamProxy, SyncStreamProxy
 from otel_llm_audit.records import LLMCall
@@ -73,8 +76,10 @@ def _server_of(client: Any) -> tuple[str | None, int | None]:
     return (str(host) if host else None), port
 
 
-def _start(emitter: Emitter, client: Any, path: str, endpoint: _Endpoint, kwargs: dict[str, Any]) -> LLMCallSpan | None:
-    body = _capture.snapshot_body(kwargs.get("body"))
+def _start(
+    emitter: Emitter, client: Any, path: str, endpoint: _Endpoint, json_body: Any, stream: bool
+) -> LLMCallSpan | None:
+    body = _capture.snapshot_body(json_body)
     state = _capture.OpenAICallState(path, body)
     host, port = _server_of(client)
     model = body.get("model")
@@ -85,7 +90,7 @@ def _start(emitter: Emitter, client: Any, path: str, endpoint: _Endpoint, kwargs
         server_address=host,
         server_port=port,
         api_type=endpoint.api_type,
-        stream=bool(kwargs.get("stream")),
+        stream=stream,
     )
     if endpoint is _FETCH:
         record.response_id = path.rsplit("/", 1)[-1]
@@ -105,11 +110,26 @@ def _is_stream(result: Any) -> bool:
     return hasattr(result, "__next__") or hasattr(result, "__anext__")
 
 
-def make_sync_wrapper(emitter: Emitter, method: str) -> Callable[..., Any]:
-    """A wrapt wrapper for ``SyncAPIClient.post`` / ``.get``."""
+#: The emitter of the instrumentation in force, ``None`` when uninstrumented. Each call asks
+#: here whether, and by which emitter, it is recorded (a bound wrapper captured by a caller
+#: before ``uninstrument()`` then passes straight through).
+_active_emitter: Emitter | None = None
+
+
+def set_active_emitter(emitter: Emitter | None) -> None:
+    """Called by the instrumentor: ``instrument()`` sets its emitter, ``uninstrument()`` clears it."""
+    global _active_emitter
+    _active_emitter = emitter
+
+
+def make_sync_wrapper() -> Callable[..., Any]:
+    """A wrapt wrapper for ``SyncAPIClient.request``."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = _maybe_start(emitter, method, instance, args, kwargs)
+        emitter = _active_emitter
+        if emitter is None:
+            return wrapped(*args, **kwargs)
+        call = _maybe_start(emitter, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         token = otel_context.attach(trace.set_span_in_context(call.span))
@@ -125,13 +145,16 @@ def make_sync_wrapper(emitter: Emitter, method: str) -> Callable[..., Any]:
     return wrapper
 
 
-def make_async_wrapper(emitter: Emitter, method: str) -> Callable[..., Any]:
-    """A wrapt wrapper for ``AsyncAPIClient.post`` / ``.get`` (coroutine functions)."""
+def make_async_wrapper() -> Callable[..., Any]:
+    """A wrapt wrapper for ``AsyncAPIClient.request`` (a coroutine function)."""
 
     async def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        call = _maybe_start(emitter, method, instance, args, kwargs)
+        emitter = _active_emitter
+        if emitter is None:
+            return await wrapped(*args, **kwargs)
+        call = _maybe_start(emitter, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         token = otel_context.attach(trace.set_span_in_context(call.span))
@@ -148,18 +171,22 @@ def make_async_wrapper(emitter: Emitter, method: str) -> Callable[..., Any]:
 
 
 def _maybe_start(
-    emitter: Emitter, method: str, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    emitter: Emitter, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> LLMCallSpan | None:
+    """``request(cast_to, options, *, stream, stream_cls)``: start a span if the path is a model call."""
     try:
         if not is_instrumentation_enabled():
             return None
-        path = args[0] if args else kwargs.get("path")
+        options = args[1] if len(args) > 1 else kwargs.get("options")
+        path = getattr(options, "url", None)
+        method = str(getattr(options, "method", "")).lower()
         if not isinstance(path, str):
             return None
-        endpoint = _POST_ENDPOINTS.get(path) if method == "post" else _get_endpoint(path)
+        endpoint = _POST_ENDPOINTS.get(path) if method == "post" else _get_endpoint(path) if method == "get" else None
         if endpoint is None:
             return None
-        return _start(emitter, instance, path, endpoint, kwargs)
+        stream = bool(kwargs.get("stream"))
+        return _start(emitter, instance, path, endpoint, getattr(options, "json_data", None), stream)
     except Exception as err:
         _guard.report_internal_error("openai.start", err)
         return None
@@ -175,7 +202,11 @@ def _finish(call: LLMCallSpan, result: Any, kwargs: dict[str, Any]) -> Any:
             if kwargs.get("stream") or _body_unread(result):
                 return RawResponseProxy(result, call, state)
             # with_raw_response: the body is already read and parse() caches its result.
-            state.response = result.parse()
+            try:
+                state.response = result.parse()
+            except Exception as exc:  # a malformed body: the caller's own parse() will raise it too
+                call.end(exc)
+                return result
             call.end()
             return result
         if _is_stream(result):
@@ -199,7 +230,7 @@ def _body_unread(raw: Any) -> bool:
     return not getattr(getattr(raw, "http_response", None), "is_stream_consumed", True)
 
 
-class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class RawResponseProxy(ObjectProxy):
     """A raw response whose body the caller reads later: observe ``parse()`` and ``close()``."""
 
     def __init__(self, wrapped: Any, call: LLMCallSpan, state: _capture.OpenAICallState) -> None:
@@ -231,8 +262,7 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             return self.__wrapped__.close()
         finally:
-            if self._self_stream is None:
-                self._self_call.end()
+            self._self_call.end()  # a stream parsed from this response dies with it
 
     def __del__(self) -> None:
         try:
@@ -242,7 +272,7 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             pass
 
 
-class AsyncRawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class AsyncRawResponseProxy(ObjectProxy):
     """The async twin of :class:`RawResponseProxy` (``parse`` and ``close`` are coroutines)."""
 
     def __init__(self, wrapped: Any, call: LLMCallSpan, state: _capture.OpenAICallState) -> None:
@@ -274,8 +304,7 @@ class AsyncRawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             return await self.__wrapped__.close()
         finally:
-            if self._self_stream is None:
-                self._self_call.end()
+            self._self_call.end()  # a stream parsed from this response dies with it
 
     def __del__(self) -> None:
         try:
