@@ -113,11 +113,11 @@ def current_identity(ctx: otel_context.Context | None = None) -> AuditIdentity |
 
 
 def _identity_from_baggage(ctx: otel_context.Context | None) -> AuditIdentity | None:
-    allowed = _allowed_cache()
-    if not allowed:
-        return None
     entries = baggage.get_all(ctx)
     if not entries:
+        return None
+    allowed = _allowed_cache()
+    if not allowed:
         return None
     values = {name: str(entries[FIELD_ATTRIBUTES[name]]) for name in allowed if FIELD_ATTRIBUTES[name] in entries}
     if not values:

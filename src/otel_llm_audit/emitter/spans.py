@@ -100,10 +100,9 @@ class Emitter:
 
     def start_llm_call(self, record: LLMCall) -> LLMCallSpan | None:
         """Start the span of a call; ``None`` when nothing records it (sampled out, no SDK)."""
+        # Identity goes on at completion: the sampling-relevant attributes alone are set at start.
         identity = current_identity()
         attrs = start_attributes(record)
-        if identity is not None:
-            attrs.update(identity.attributes)
         span = self._tracer.start_span(
             span_name(record.operation, record.request_model),
             kind=SpanKind.CLIENT,
@@ -145,6 +144,8 @@ class Emitter:
             _guard.report_internal_error("capture.resolve", err)
             record.notes.append(f"response could not be read: {type(err).__name__}")
         content = llm_call_content(record, settings, _prices(settings))
+        if identity is not None:
+            content.attributes.update(identity.attributes)
         try:
             self._recorder().record_llm_call(record, identity, content.cost_usd)
         except Exception as err:

@@ -9,15 +9,17 @@ instrumentations pass straight through.
 
 Nothing is lost silently: if the queue is full, the span is completed on the caller's thread
 without content (content gives way before spans), and the drop is counted and logged.
+``force_flush`` and ``shutdown`` wait until the worker has passed everything queued before them.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
-import queue
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,18 +38,46 @@ _STOP = object()
 _LIMITS = SpanLimits()  # from OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT
 
 
-class AuditSpanProcessor(SpanProcessor):
-    """Completes LLM spans off the caller's thread and forwards every span downstream."""
+class _Marker:
+    """A flush or stop request in the queue: everything before it has been processed when it is."""
 
-    def __init__(self, downstream: Sequence[SpanProcessor], *, queue_size: int = 8192) -> None:
+    __slots__ = ("done", "stop")
+
+    def __init__(self, stop: bool = False) -> None:
+        self.done = threading.Event()
+        self.stop = stop
+
+
+class AuditSpanProcessor(SpanProcessor):
+    """Completes LLM spans off the caller's thread and forwards every span downstream.
+
+    The caller's thread appends to a deque (no lock, no wake-up: about a microsecond); the
+    worker wakes when a batch has gathered or every ``interval`` seconds, and completes the
+    batch in one go. Waking a thread per span costs the caller ~20 us and makes the two
+    threads fight for the GIL on every call.
+    """
+
+    def __init__(
+        self,
+        downstream: Sequence[SpanProcessor],
+        *,
+        queue_size: int = 8192,
+        batch_size: int = 64,
+        interval: float = 0.1,
+    ) -> None:
         self._downstream = tuple(downstream)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._items: collections.deque[Any] = collections.deque()
+        self._max_items = queue_size
+        self._batch_size = max(1, min(batch_size, queue_size))
+        self._interval = interval
+        self._wake = threading.Condition(threading.Lock())
         self._dropped_content = 0
         self._last_drop_log = 0.0
         self._shutdown = False
         self._start_worker()
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._start_worker)
+            weak_self = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _restart_in_child(weak_self))
 
     @classmethod
     def for_exporter(cls, exporter: SpanExporter, *, queue_size: int = 8192) -> AuditSpanProcessor:
@@ -80,20 +110,20 @@ class AuditSpanProcessor(SpanProcessor):
         if self._shutdown:
             self._complete_and_forward(span, pending, content_allowed=False)
             return
-        try:
-            self._queue.put_nowait((span, pending))
-        except queue.Full:
+        items = self._items
+        if len(items) >= self._max_items:
             self._note_dropped_content()
             self._complete_and_forward(span, pending, content_allowed=False)
+            return
+        items.append((span, pending))
+        if len(items) == self._batch_size:
+            with self._wake:
+                self._wake.notify()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(remaining)
+        if not self._shutdown and not self._wait_for(_Marker(), deadline):
+            return False
         ok = True
         for processor in self._downstream:
             remaining_ms = max(int((deadline - time.monotonic()) * 1000), 1)
@@ -103,25 +133,36 @@ class AuditSpanProcessor(SpanProcessor):
     def shutdown(self) -> None:
         if self._shutdown:
             return
-        self.force_flush()
+        self._wait_for(_Marker(stop=True), time.monotonic() + 30)
         self._shutdown = True
-        self._queue.put(_STOP)
         self._worker.join(timeout=5)
         for processor in self._downstream:
             processor.shutdown()
 
+    def _wait_for(self, marker: _Marker, deadline: float) -> bool:
+        """Queue ``marker`` behind everything queued so far and wait until the worker reaches it."""
+        self._items.append(marker)
+        with self._wake:
+            self._wake.notify()
+        return marker.done.wait(max(deadline - time.monotonic(), 0))
+
     # Worker ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        items = self._items
         while True:
-            item = self._queue.get()
-            try:
-                if item is _STOP:
-                    return
+            if not items:
+                with self._wake:
+                    self._wake.wait(self._interval)
+            while items:
+                item = items.popleft()
+                if isinstance(item, _Marker):
+                    item.done.set()
+                    if item.stop:
+                        return
+                    continue
                 span, pending = item
                 self._complete_and_forward(span, pending, content_allowed=True)
-            finally:
-                self._queue.task_done()
 
     def _complete_and_forward(self, span: ReadableSpan, pending: Any, *, content_allowed: bool) -> None:
         try:
@@ -146,10 +187,17 @@ class AuditSpanProcessor(SpanProcessor):
         if now - self._last_drop_log > 10:
             self._last_drop_log = now
             logger.warning(
-                "otel-llm-audit: completion queue full (%d slots); %d spans exported without content so far",
-                self._queue.maxsize,
+                "otel-llm-audit: completion queue full (%d spans); %d spans exported without content so far",
+                self._max_items,
                 self._dropped_content,
             )
+
+
+def _restart_in_child(weak_self: weakref.ref[AuditSpanProcessor]) -> None:
+    """After ``fork()`` the worker thread is gone in the child: start a new one."""
+    processor = weak_self()
+    if processor is not None and not processor._shutdown:
+        processor._start_worker()
 
 
 def completed_copy(span: ReadableSpan, content: SpanContent) -> ReadableSpan:

@@ -48,12 +48,25 @@ class OpenAICallState:
 # Small readers that tolerate dicts, pydantic models and missing fields
 
 
+_MISSING = object()
+
+
 def _get(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj[name]`` for dicts, ``obj.name`` for SDK objects; ``default`` when absent.
+
+    Called for every field of every chunk: plain dicts and attribute access first, the
+    (slow) ``Mapping`` ABC check only as a last resort.
+    """
     if obj is None:
         return default
+    if type(obj) is dict:
+        return obj.get(name, default)
+    value = getattr(obj, name, _MISSING)
+    if value is not _MISSING:
+        return value
     if isinstance(obj, Mapping):
         return obj.get(name, default)
-    return getattr(obj, name, default)
+    return default
 
 
 def _int(value: Any) -> int | None:

@@ -16,7 +16,9 @@ reported and swallowed.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -64,16 +66,29 @@ def _provider_of(client: Any) -> str:
     return "azure.ai.openai" if "Azure" in type(client).__name__ else "openai"
 
 
+_servers: weakref.WeakKeyDictionary[Any, tuple[Any, str | None, int | None]] = weakref.WeakKeyDictionary()
+
+
 def _server_of(client: Any) -> tuple[str | None, int | None]:
+    """``server.address`` / ``server.port`` of the client's base URL, parsed once per URL object."""
     url = getattr(client, "base_url", None)
     if url is None:
         return None, None
+    try:
+        cached = _servers.get(client)
+    except TypeError:  # not weakly referenceable
+        cached = None
+    if cached is not None and cached[0] is url:
+        return cached[1], cached[2]
     host = getattr(url, "host", None)
     port = getattr(url, "port", None)
     if port is None:
         scheme = getattr(url, "scheme", "https")
         port = 443 if scheme == "https" else 80
-    return (str(host) if host else None), port
+    address = str(host) if host else None
+    with contextlib.suppress(TypeError):
+        _servers[client] = (url, address, port)
+    return address, port
 
 
 def _start(
@@ -102,12 +117,32 @@ def _start(
     return call
 
 
+_RAW, _STREAM, _OBJECT = "raw", "stream", "object"
+_KIND_BY_TYPE: dict[type, str] = {}
+
+
+def _kind_of(result: Any) -> str:
+    """Raw response, stream or parsed object, decided once per type (``hasattr`` on a pydantic
+    instance raises and catches an AttributeError: microseconds we need not spend per call)."""
+    cls = type(result)
+    kind = _KIND_BY_TYPE.get(cls)
+    if kind is None:
+        if hasattr(cls, "parse") and hasattr(cls, "headers"):  # (Legacy)APIResponse and kin
+            kind = _RAW
+        elif hasattr(cls, "__next__") or hasattr(cls, "__anext__"):
+            kind = _STREAM
+        else:
+            kind = _OBJECT
+        _KIND_BY_TYPE[cls] = kind
+    return kind
+
+
 def _is_raw_response(result: Any) -> bool:
-    return hasattr(result, "http_response") and hasattr(result, "parse")
+    return _kind_of(result) is _RAW
 
 
 def _is_stream(result: Any) -> bool:
-    return hasattr(result, "__next__") or hasattr(result, "__anext__")
+    return _kind_of(result) is _STREAM
 
 
 #: The emitter of the instrumentation in force, ``None`` when uninstrumented. Each call asks
