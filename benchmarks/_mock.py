@@ -181,16 +181,32 @@ _JSON_HEADERS = {"content-type": "application/json", "x-request-id": "req_bench"
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "x-request-id": "req_bench"}
 
 
-def make_client(scenario: str) -> Any:
-    """A real ``openai.OpenAI`` client whose transport answers every request with the scenario's bytes."""
+def make_client(scenario: str, latency_s: float = 0.0) -> Any:
+    """A real ``openai.OpenAI`` client whose transport answers every request with the scenario's bytes.
+
+    ``latency_s`` > 0 makes the transport sleep (releasing the GIL, as a real socket wait does)
+    before answering; by default it answers at once, the worst case for work moved to a
+    background thread, which then competes with the caller for the GIL instead of using its
+    idle time.
+    """
+    import time
+
     import httpx2
     import openai
 
     body = _BODIES[scenario]
     headers = _SSE_HEADERS if scenario in STREAMING else _JSON_HEADERS
 
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers=headers, content=body)
+    if latency_s > 0:
+
+        def handler(request: httpx2.Request) -> httpx2.Response:
+            time.sleep(latency_s)
+            return httpx2.Response(200, headers=headers, content=body)
+
+    else:
+
+        def handler(request: httpx2.Request) -> httpx2.Response:
+            return httpx2.Response(200, headers=headers, content=body)
 
     http_client = openai.DefaultHttpxClient(transport=httpx2.MockTransport(handler))
     return openai.OpenAI(
@@ -201,13 +217,13 @@ def make_client(scenario: str) -> Any:
     )
 
 
-def make_call(scenario: str) -> Callable[[], int]:
+def make_call(scenario: str, latency_s: float = 0.0) -> Callable[[], int]:
     """A no-argument function doing one complete call the way an application would.
 
     Returns how many chunks the caller saw (1 for a non-streaming call), so the worker can check
     that a stream was really consumed to its end.
     """
-    client = make_client(scenario)
+    client = make_client(scenario, latency_s)
     create = client.chat.completions.create
     messages = [
         {"role": "system", "content": SYSTEM_PROMPT},

@@ -19,6 +19,7 @@ The result is one JSON document written to ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -161,6 +162,8 @@ class Setup:
         self.flush: Callable[[], bool] = lambda: True
         self.shutdown: Callable[[], None] = lambda: None
         self.details: dict[str, Any] = {}
+        #: Our AuditSpanProcessor, to read its completion backlog and dropped-content count.
+        self.audit_processor: Any = None
 
 
 def _sdk_providers(setup: Setup) -> tuple[Any, Any]:
@@ -201,8 +204,9 @@ def configure(name: str) -> Setup:
     if name == "none":
         return setup
     if name == "llm_audit":
-        import otel_llm_audit
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        import otel_llm_audit
         from otel_llm_audit.instrumentation.openai import OpenAIInstrumentor as AuditInstrumentor
 
         span_exporter, metric_exporter = _make_exporters()
@@ -218,6 +222,10 @@ def configure(name: str) -> Setup:
         setup.flush = lambda: pipeline.force_flush(60_000)
         setup.shutdown = pipeline.shutdown
         setup.details["otel_llm_audit_file"] = otel_llm_audit.__file__
+        from otel_llm_audit.processing.pipeline import AuditSpanProcessor
+
+        processors = getattr(pipeline.tracer_provider._active_span_processor, "_span_processors", ())
+        setup.audit_processor = next((p for p in processors if isinstance(p, AuditSpanProcessor)), None)
         return setup
     tracer_provider, meter_provider = _sdk_providers(setup)
     if name == "openai_v2":
@@ -313,8 +321,19 @@ def _summary(values: list[int]) -> dict[str, float]:
     }
 
 
-def run_scenario(setup: Setup, scenario: str, calls: int, warmup: int) -> dict[str, Any]:
-    call = _mock.make_call(scenario)
+def completion_backlog(audit: Any) -> int | None:
+    """Spans waiting in our AuditSpanProcessor (queue.Queue before, a deque since), if we can tell."""
+    if audit is None:
+        return None
+    if hasattr(audit, "_queue"):
+        return int(audit._queue.qsize())
+    if hasattr(audit, "_items"):
+        return len(audit._items)
+    return None
+
+
+def run_scenario(setup: Setup, scenario: str, calls: int, warmup: int, latency_s: float = 0.0) -> dict[str, Any]:
+    call = _mock.make_call(scenario, latency_s)
     expected_chunks = _mock.STREAM_TOTAL_CHUNKS if scenario in _mock.STREAMING else 1
     if setup.span_exporter is not None:
         setup.flush()
@@ -344,6 +363,8 @@ def run_scenario(setup: Setup, scenario: str, calls: int, warmup: int) -> dict[s
         if seen != expected_chunks:
             bad += 1
     wall_1 = perf()
+    audit = setup.audit_processor
+    backlog = completion_backlog(audit)
     # Excluded from the per-call wall times, included in total CPU: the work these calls left
     # for background threads (completion, batching, metric collection).
     ok = setup.flush()
@@ -354,6 +375,12 @@ def run_scenario(setup: Setup, scenario: str, calls: int, warmup: int) -> dict[s
     if not ok:
         raise BenchmarkError(f"{setup.name}: flush after the timed calls timed out")
     checked = verify(setup, scenario, warmup + calls)
+    dropped = audit.dropped_content_count if audit is not None else None
+    if dropped:
+        raise BenchmarkError(
+            f"{setup.name}/{scenario}: {dropped} spans lost their content (completion queue full); "
+            "the configuration did not capture what it claims"
+        )
     return {
         "calls": calls,
         "warmup": warmup,
@@ -363,6 +390,8 @@ def run_scenario(setup: Setup, scenario: str, calls: int, warmup: int) -> dict[s
         "process_cpu_per_call_ns": (process_cpu_1 - process_cpu_0) / calls,
         "block_wall_ns": wall_1 - wall_0,
         "drain_wall_ns": wall_2 - wall_1,
+        #: Spans still waiting for completion when the timed calls ended (llm_audit only).
+        "completion_backlog": backlog,
         "verified": checked,
     }
 
@@ -370,10 +399,8 @@ def run_scenario(setup: Setup, scenario: str, calls: int, warmup: int) -> dict[s
 def versions() -> dict[str, str]:
     found: dict[str, str] = {}
     for dist in VERSION_DISTS:
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             found[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
     return found
 
 
@@ -385,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stream-calls", type=int, default=500, help="timed streaming calls")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--stream-warmup", type=int, default=50)
+    parser.add_argument("--server-latency-ms", type=float, default=0.0, help="mock transport sleeps this long")
     parser.add_argument("--round", type=int, default=0, help="rotates the scenario order")
     parser.add_argument("--out", required=True, help="where to write the JSON result")
     parser.add_argument("--profile", default=None, help="cProfile the caller's thread into this file")
@@ -401,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shift = args.round % len(scenarios)
         scenarios = scenarios[shift:] + scenarios[:shift]
         result["scenario_order"] = scenarios
+        latency = args.server_latency_ms / 1000
         result["scenarios"] = {}
         for scenario in scenarios:
             streaming = scenario in _mock.STREAMING
@@ -411,11 +440,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 profiler = cProfile.Profile()
                 profiler.enable()
-                result["scenarios"][scenario] = run_scenario(setup, scenario, calls, warmup)
+                result["scenarios"][scenario] = run_scenario(setup, scenario, calls, warmup, latency)
                 profiler.disable()
                 profiler.dump_stats(args.profile)
             else:
-                result["scenarios"][scenario] = run_scenario(setup, scenario, calls, warmup)
+                result["scenarios"][scenario] = run_scenario(setup, scenario, calls, warmup, latency)
         if setup.metric_exporter is not None:
             result["metric_points_at_last_flush"] = setup.metric_exporter.points
             result["metric_exports"] = setup.metric_exporter.exports
