@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_llm_audit.config import Settings, set_settings
 from otel_llm_audit.delivery.otlp_json import OtlpJsonFileMetricExporter, OtlpJsonFileSpanExporter
@@ -95,9 +95,7 @@ def configure(
         exporters = list(span_exporters) if span_exporters is not None else span_exporters_from_env(resolved)
         provider = tracer_provider or TracerProvider(resource=Resource.create())
         provider.add_span_processor(AuditIdentitySpanProcessor())
-        provider.add_span_processor(
-            AuditSpanProcessor([BatchSpanProcessor(e) for e in exporters], queue_size=resolved.queue_size)
-        )
+        AuditSpanProcessor.attach_to(provider, exporters, queue_size=resolved.queue_size)
         readers = list(metric_readers) if metric_readers is not None else metric_readers_from_env(resolved)
         mp = meter_provider
         if mp is None and readers:

@@ -9,6 +9,7 @@ processor removes each claim when its span ends, so nothing accumulates.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from opentelemetry.trace import Span
@@ -47,3 +48,28 @@ def take(span: Any) -> Any | None:
 def outstanding() -> int:
     """Claims not yet released (for tests: a finished workload leaves zero)."""
     return len(_pending)
+
+
+# Pipelines that build our spans themselves, off the caller's thread ---------------------
+#
+# When configure() (or AuditSpanProcessor.attach_to) installed our processor on a provider,
+# the emitter does not create an SDK span on the caller's thread at all: it draws the span
+# context from the provider's own id generator and sampler, lets the HTTP call run under it,
+# and submits the finished call to the processor, whose worker builds the ReadableSpan and
+# hands it to every processor of the provider. Keyed by the provider's span processor (the
+# object every SDK tracer of that provider shares).
+
+_pipelines: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def register_pipeline(span_processor: Any, pipeline: Any) -> None:
+    """Declare that ``pipeline`` completes the spans of tracers sharing ``span_processor``."""
+    _pipelines[span_processor] = pipeline
+
+
+def pipeline_for(span_processor: Any) -> Any | None:
+    """The registered pipeline for a tracer's span processor, if any."""
+    try:
+        return _pipelines.get(span_processor)
+    except TypeError:
+        return None

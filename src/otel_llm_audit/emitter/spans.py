@@ -15,9 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
@@ -31,6 +34,7 @@ from otel_llm_audit.emitter.attributes import (
     span_name,
     start_attributes,
 )
+from otel_llm_audit.emitter.deferred import DeferredSpan, light_span
 from otel_llm_audit.emitter.metrics import MetricsRecorder
 from otel_llm_audit.records import LLMCall
 
@@ -50,7 +54,7 @@ class PendingCompletion:
 class LLMCallSpan:
     """One LLM call in flight: its span, its record, and an end that happens exactly once."""
 
-    __slots__ = ("_ended", "_lock", "emitter", "identity", "record", "span", "state")
+    __slots__ = ("_ended", "_lock", "deferred", "emitter", "identity", "pipeline", "record", "span", "state")
 
     def __init__(self, emitter: Emitter, span: Span, record: LLMCall, identity: AuditIdentity | None) -> None:
         self.emitter = emitter
@@ -59,6 +63,9 @@ class LLMCallSpan:
         self.identity = identity
         #: The capture module's own state for this call (request snapshot, response, chunks).
         self.state: Any = None
+        #: Set on the fast path: the span is built off the caller's thread by ``pipeline``.
+        self.deferred: DeferredSpan | None = None
+        self.pipeline: Any = None
         self._ended = False
         self._lock = threading.Lock()
 
@@ -76,7 +83,7 @@ class LLMCallSpan:
             self.emitter.finish(self, exc)
         except Exception as err:  # never let our bookkeeping reach the application
             _guard.report_internal_error("emitter.finish", err)
-            if self.span.is_recording():  # never leave a span (and its claim) open
+            if self.deferred is None and self.span.is_recording():  # never leave a span (and its claim) open
                 try:
                     self.span.end()
                 except Exception as end_err:
@@ -93,6 +100,7 @@ class Emitter:
         meter_provider: MeterProvider | None = None,
     ) -> None:
         self._tracer = trace.get_tracer(scope_name, __version__, tracer_provider, schema_url=semconv.SCHEMA_URL)
+        self._scope = InstrumentationScope(scope_name, __version__, semconv.SCHEMA_URL)
         self._meter_provider = meter_provider
         self._metrics: MetricsRecorder | None = None
         self._metrics_lock = threading.Lock()
@@ -103,16 +111,53 @@ class Emitter:
         # Identity goes on at completion: the sampling-relevant attributes alone are set at start.
         identity = current_identity()
         attrs = start_attributes(record)
-        span = self._tracer.start_span(
-            span_name(record.operation, record.request_model),
-            kind=SpanKind.CLIENT,
-            attributes=attrs,
-            start_time=record.start_ns,
-        )
+        name = span_name(record.operation, record.request_model)
+        tracer = self._tracer
+        if isinstance(tracer, SdkTracer):
+            pipeline = handoff.pipeline_for(tracer.span_processor)
+            if pipeline is not None:
+                return self._start_deferred(tracer, pipeline, name, attrs, record, identity)
+        span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=record.start_ns)
         if not span.is_recording():
             span.end()
             return None
         return LLMCallSpan(self, span, record, identity)
+
+    def _start_deferred(
+        self,
+        tracer: SdkTracer,
+        pipeline: Any,
+        name: str,
+        attrs: dict[str, Any],
+        record: LLMCall,
+        identity: AuditIdentity | None,
+    ) -> LLMCallSpan | None:
+        """The fast path: a span context from the provider's own id generator and sampler, no SDK span."""
+        ctx = otel_context.get_current()
+        parent: SpanContext | None = trace.get_current_span(ctx).get_span_context()
+        if parent is not None and parent.is_valid:
+            trace_id = parent.trace_id
+        else:
+            parent = None
+            trace_id = tracer.id_generator.generate_trace_id()
+        decision = tracer.sampler.should_sample(ctx, trace_id, name, SpanKind.CLIENT, attrs)
+        if not decision.decision.is_recording():  # type: ignore[no-untyped-call]
+            return None
+        sampled = decision.decision.is_sampled()  # type: ignore[no-untyped-call]
+        flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+        context = SpanContext(
+            trace_id,
+            tracer.id_generator.generate_span_id(),
+            is_remote=False,
+            trace_flags=flags,
+            trace_state=decision.trace_state,
+        )
+        if decision.attributes:
+            attrs.update(decision.attributes)
+        call = LLMCallSpan(self, light_span(context), record, identity)
+        call.deferred = DeferredSpan(name, context, parent, attrs, self._scope, tracer, None)
+        call.pipeline = pipeline
+        return call
 
     def finish(self, call: LLMCallSpan, exc: BaseException | None) -> None:
         """Set the status, hand the record over (or complete inline), end the span."""
@@ -121,6 +166,11 @@ class Emitter:
         record.end_ns = time.time_ns()
         if exc is not None and record.error is None:
             record.error = error_info(exc)
+        deferred = call.deferred
+        if deferred is not None:
+            deferred.completion = PendingCompletion(self, record, call.identity)
+            call.pipeline.submit(deferred)
+            return
         if record.error is not None:
             span.set_status(Status(StatusCode.ERROR, record.error.message))
             span.set_attribute(semconv.ERROR_TYPE, record.error.type)

@@ -25,12 +25,13 @@ from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanLimits, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_llm_audit import _guard
 from otel_llm_audit.emitter import handoff
 from otel_llm_audit.emitter.attributes import SpanContent
+from otel_llm_audit.emitter.deferred import DeferredSpan
 
 logger = logging.getLogger("otel_llm_audit")
 
@@ -120,6 +121,34 @@ class AuditSpanProcessor(SpanProcessor):
             with self._wake:
                 self._wake.notify()
 
+    def submit(self, deferred: DeferredSpan) -> None:
+        """The fast path's end of call: queue a span to build, complete and publish off-thread."""
+        items = self._items
+        if self._shutdown or len(items) >= self._max_items:
+            if not self._shutdown:
+                self._note_dropped_content()
+            self._build_and_publish(deferred, content_allowed=False)
+            return
+        items.append(deferred)
+        if len(items) == self._batch_size:
+            with self._wake:
+                self._wake.notify()
+
+    @classmethod
+    def attach_to(
+        cls, provider: TracerProvider, exporters: Sequence[SpanExporter], **options: Any
+    ) -> AuditSpanProcessor:
+        """Install on ``provider`` in front of ``exporters`` (each behind a ``BatchSpanProcessor``).
+
+        Registered this way, our spans are built off the caller's thread entirely (the fast
+        path); added with ``provider.add_span_processor`` they are completed off it.
+        """
+        processor = cls([BatchSpanProcessor(e) for e in exporters], **options)
+        provider.add_span_processor(processor)
+        tracer = provider.get_tracer(handoff.SCOPE_PREFIX)
+        handoff.register_pipeline(getattr(tracer, "span_processor", None), processor)
+        return processor
+
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
         if not self._shutdown and not self._wait_for(_Marker(), deadline):
@@ -161,6 +190,9 @@ class AuditSpanProcessor(SpanProcessor):
                     if item.stop:
                         return
                     continue
+                if isinstance(item, DeferredSpan):
+                    self._build_and_publish(item, content_allowed=True)
+                    continue
                 span, pending = item
                 self._complete_and_forward(span, pending, content_allowed=True)
 
@@ -172,6 +204,17 @@ class AuditSpanProcessor(SpanProcessor):
             _guard.report_internal_error("pipeline.complete", err)
             completed = span
         self._forward(completed)
+
+    def _build_and_publish(self, deferred: DeferredSpan, *, content_allowed: bool) -> None:
+        try:
+            content = deferred.completion.complete(content_allowed=content_allowed)
+        except Exception as err:
+            _guard.report_internal_error("pipeline.complete", err)
+            content = SpanContent()
+        try:
+            deferred.publish(deferred.build(content))
+        except Exception as err:
+            _guard.report_internal_error("pipeline.publish", err)
 
     def _forward(self, span: ReadableSpan) -> None:
         for processor in self._downstream:
