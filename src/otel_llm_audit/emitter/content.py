@@ -36,7 +36,9 @@ class ContentEncoder:
 
     def dumps(self, value: Any) -> str:
         """Compact JSON of ``value`` with text parts bounded and guaranteed UTF-8."""
-        text = json.dumps(self._bounded(value), ensure_ascii=False, separators=(",", ":"), default=_default)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default)
+        if len(text) > self.max_chars:  # only then can a single text part be too long
+            text = json.dumps(self._bounded(value), ensure_ascii=False, separators=(",", ":"), default=_default)
         return self._utf8(text)
 
     def hashes(self, messages: Sequence[Message]) -> list[str]:

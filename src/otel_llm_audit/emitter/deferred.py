@@ -53,12 +53,7 @@ class DeferredSpan:
             context=self.context,
             parent=self.parent,
             resource=self.tracer.resource,
-            attributes=BoundedAttributes(
-                maxlen=_LIMITS.max_span_attributes,
-                attributes=merged,
-                immutable=True,
-                max_value_len=_LIMITS.max_span_attribute_length,
-            ),
+            attributes=bounded(merged),
             events=[Event(e.name, e.attributes, e.timestamp or end_ns) for e in content.events],
             kind=SpanKind.CLIENT,
             status=status,
@@ -70,6 +65,23 @@ class DeferredSpan:
     def publish(self, span: ReadableSpan) -> None:
         """Hand the finished span to the provider's processors, as ``span.end()`` would."""
         self.tracer.span_processor.on_end(span)
+
+
+def bounded(attributes: dict[str, Any]) -> Any:
+    """The attributes as the SDK would keep them on a live span.
+
+    Our values are already valid attribute types, so when no limit can bite (the defaults: 128
+    attributes, no length limit) the dict is used as it is; otherwise the SDK's own
+    ``BoundedAttributes`` applies the configured limits.
+    """
+    if _LIMITS.max_span_attribute_length is None and len(attributes) <= (_LIMITS.max_span_attributes or 0):
+        return attributes
+    return BoundedAttributes(
+        maxlen=_LIMITS.max_span_attributes,
+        attributes=attributes,
+        immutable=True,
+        max_value_len=_LIMITS.max_span_attribute_length,
+    )
 
 
 def light_span(context: SpanContext) -> trace.Span:

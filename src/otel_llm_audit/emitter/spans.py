@@ -152,8 +152,9 @@ class Emitter:
             trace_flags=flags,
             trace_state=decision.trace_state,
         )
-        if decision.attributes:
-            attrs.update(decision.attributes)
+        extra = decision.attributes
+        if extra and len(extra) != len(attrs):  # a sampler that adds attributes of its own
+            attrs.update(extra)
         call = LLMCallSpan(self, light_span(context), record, identity)
         call.deferred = DeferredSpan(name, context, parent, attrs, self._scope, tracer, None)
         call.pipeline = pipeline

@@ -23,20 +23,18 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_llm_audit import _guard
 from otel_llm_audit.emitter import handoff
 from otel_llm_audit.emitter.attributes import SpanContent
-from otel_llm_audit.emitter.deferred import DeferredSpan
+from otel_llm_audit.emitter.deferred import DeferredSpan, bounded
 
 logger = logging.getLogger("otel_llm_audit")
 
 _STOP = object()
-_LIMITS = SpanLimits()  # from OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT
 
 
 class _Marker:
@@ -247,13 +245,7 @@ def completed_copy(span: ReadableSpan, content: SpanContent) -> ReadableSpan:
     """A new ended span: the original plus what the emitter completed. The original is untouched."""
     merged = dict(span.attributes or {})
     merged.update(content.attributes)
-    # The same limits and value checks the SDK applies to attributes set on a live span.
-    attributes = BoundedAttributes(
-        maxlen=_LIMITS.max_span_attributes,
-        attributes=merged,
-        immutable=True,
-        max_value_len=_LIMITS.max_span_attribute_length,
-    )
+    attributes = bounded(merged)
     events = list(span.events)
     for spec in content.events:
         events.append(Event(spec.name, spec.attributes, spec.timestamp or span.end_time))
