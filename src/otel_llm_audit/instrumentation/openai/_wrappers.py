@@ -19,11 +19,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from otel_llm_audit import _guard
@@ -167,7 +167,9 @@ def make_sync_wrapper() -> Callable[..., Any]:
         call = _maybe_start(emitter, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(call.span))
+        ctx = trace.set_span_in_context(call.span)
+        _inject_trace_context(args, kwargs, ctx)
+        token = otel_context.attach(ctx)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -192,7 +194,9 @@ def make_async_wrapper() -> Callable[..., Any]:
         call = _maybe_start(emitter, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(call.span))
+        ctx = trace.set_span_in_context(call.span)
+        _inject_trace_context(args, kwargs, ctx)
+        token = otel_context.attach(ctx)
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -225,6 +229,28 @@ def _maybe_start(
     except Exception as err:
         _guard.report_internal_error("openai.start", err)
         return None
+
+
+def _inject_trace_context(args: tuple[Any, ...], kwargs: dict[str, Any], ctx: otel_context.Context) -> None:
+    """``traceparent`` (and the baggage the user allows) on the request itself.
+
+    So the provider, or a gateway in front of it, can join the audit trace even when no HTTP
+    instrumentation is installed; when one is, it replaces the header with its own child span.
+    The SDK may pass the caller's ``extra_headers`` dict by reference: build a new one.
+    """
+    try:
+        options = args[1] if len(args) > 1 else kwargs.get("options")
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=ctx)
+        if not carrier or options is None:
+            return
+        headers = getattr(options, "headers", None)
+        merged = dict(headers) if isinstance(headers, Mapping) else {}
+        for key, value in carrier.items():
+            merged.setdefault(key, value)  # a traceparent the caller set explicitly wins
+        options.headers = merged
+    except Exception as err:
+        _guard.report_internal_error("openai.propagate", err)
 
 
 def _finish(call: LLMCallSpan, result: Any, kwargs: dict[str, Any]) -> Any:
