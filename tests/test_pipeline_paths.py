@@ -145,3 +145,34 @@ def test_a_full_queue_drops_content_never_spans(server: FakeModelServer, monkeyp
     assert all(s.attributes[semconv.LLM_AUDIT_CONTENT_MODE] == "none" for s in without_content)
     assert all(s.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] > 0 for s in spans)  # metadata kept
     pipeline.shutdown()
+
+
+def test_app_exception_inside_a_stream_block_is_not_a_model_error(server: FakeModelServer) -> None:
+    pipeline, exporter = _configured(tracer_provider=TracerProvider())
+    with pytest.raises(ValueError, match="the application's own bug"):
+        with _client(server).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        ) as stream:
+            next(iter(stream))
+            raise ValueError("the application's own bug")
+    assert pipeline.force_flush(5000)
+    (span,) = _ours(exporter.get_finished_spans())
+    assert span.status.is_unset
+    assert semconv.ERROR_TYPE not in span.attributes
+    # No finish reason had arrived when the block was left: the conventions' "error" placeholder.
+    assert list(span.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS]) == ["error"]
+    pipeline.shutdown()
+
+
+def test_unsupported_sdk_version_is_skipped_with_one_log_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import otel_llm_audit.instrumentation.openai as module
+    from openai._base_client import SyncAPIClient
+
+    monkeypatch.setattr(module, "_instruments", ("openai >= 99.0",))
+    with caplog.at_level("DEBUG"):
+        assert OpenAIInstrumentor().instrument() is None
+    assert not hasattr(SyncAPIClient.request, "__wrapped__")
+    conflicts = [r for r in caplog.records if "openai" in r.getMessage() and "99.0" in r.getMessage()]
+    assert len(conflicts) == 1, [r.getMessage() for r in caplog.records]
