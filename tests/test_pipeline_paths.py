@@ -149,12 +149,14 @@ def test_a_full_queue_drops_content_never_spans(server: FakeModelServer, monkeyp
 
 def test_app_exception_inside_a_stream_block_is_not_a_model_error(server: FakeModelServer) -> None:
     pipeline, exporter = _configured(tracer_provider=TracerProvider())
-    with pytest.raises(ValueError, match="the application's own bug"):
-        with _client(server).chat.completions.create(
+    with (
+        pytest.raises(ValueError, match="the application's own bug"),
+        _client(server).chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
-        ) as stream:
-            next(iter(stream))
-            raise ValueError("the application's own bug")
+        ) as stream,
+    ):
+        next(iter(stream))
+        raise ValueError("the application's own bug")
     assert pipeline.force_flush(5000)
     (span,) = _ours(exporter.get_finished_spans())
     assert span.status.is_unset
@@ -167,8 +169,9 @@ def test_app_exception_inside_a_stream_block_is_not_a_model_error(server: FakeMo
 def test_unsupported_sdk_version_is_skipped_with_one_log_line(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import otel_llm_audit.instrumentation.openai as module
     from openai._base_client import SyncAPIClient
+
+    import otel_llm_audit.instrumentation.openai as module
 
     monkeypatch.setattr(module, "_instruments", ("openai >= 99.0",))
     with caplog.at_level("DEBUG"):
