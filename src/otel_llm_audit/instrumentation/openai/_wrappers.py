@@ -306,17 +306,22 @@ class RawResponseProxy(ObjectProxy):
         except BaseException as exc:
             self._self_call.end(exc)
             raise
-        if self._self_call.ended:
-            return self._self_stream if self._self_stream is not None and not args and not kwargs else parsed
+        return self._self_parsed(parsed, bool(args or kwargs))
+
+    def _self_parsed(self, parsed: Any, custom_type: bool) -> Any:
+        """What ``parse()`` hands the caller: a stream behind our proxy, or the object (span ends)."""
+        call = self._self_call
+        if call.ended:  # parsed before: the SDK caches, so give back the same (proxied) stream
+            return self._self_stream if self._self_stream is not None and not custom_type else parsed
         try:
             if _is_stream(parsed):
-                self._self_stream = _stream_proxy(parsed, self._self_call, self._self_state)
+                self._self_stream = _stream_proxy(parsed, call, self._self_state)
                 return self._self_stream
             self._self_state.response = parsed
-            self._self_call.end()
+            call.end()
         except Exception as err:
             _guard.report_internal_error("openai.raw_parse", err)
-            self._self_call.end()
+            call.end()
         return parsed
 
     def close(self) -> Any:
@@ -333,14 +338,8 @@ class RawResponseProxy(ObjectProxy):
             pass
 
 
-class AsyncRawResponseProxy(ObjectProxy):
+class AsyncRawResponseProxy(RawResponseProxy):
     """The async twin of :class:`RawResponseProxy` (``parse`` and ``close`` are coroutines)."""
-
-    def __init__(self, wrapped: Any, call: LLMCallSpan, state: _capture.OpenAICallState) -> None:
-        super().__init__(wrapped)
-        self._self_call = call
-        self._self_state = state
-        self._self_stream: Any = None
 
     async def parse(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -348,28 +347,10 @@ class AsyncRawResponseProxy(ObjectProxy):
         except BaseException as exc:
             self._self_call.end(exc)
             raise
-        if self._self_call.ended:
-            return self._self_stream if self._self_stream is not None and not args and not kwargs else parsed
-        try:
-            if _is_stream(parsed):
-                self._self_stream = _stream_proxy(parsed, self._self_call, self._self_state)
-                return self._self_stream
-            self._self_state.response = parsed
-            self._self_call.end()
-        except Exception as err:
-            _guard.report_internal_error("openai.raw_parse", err)
-            self._self_call.end()
-        return parsed
+        return self._self_parsed(parsed, bool(args or kwargs))
 
     async def close(self) -> Any:
         try:
             return await self.__wrapped__.close()
         finally:
-            self._self_call.end()  # a stream parsed from this response dies with it
-
-    def __del__(self) -> None:
-        try:
-            if self._self_stream is None and not self._self_call.ended:
-                self._self_call.end()
-        except Exception:
-            pass
+            self._self_call.end()
