@@ -274,34 +274,66 @@ class _ChoiceAccumulator:
         self.finish_reason: str | None = None
 
 
+class _DictView:
+    """Attribute access over a dict chunk, so chunk assembly reads SDK objects and dicts alike
+    with plain ``getattr`` (the fast path for the SDK's own objects, which is what arrives)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        return _view(self._data.get(name))
+
+
+def _view(value: Any) -> Any:
+    if type(value) is dict:
+        return _DictView(value)
+    if type(value) is list:
+        return [_view(v) for v in value]
+    return value
+
+
 def _resolve_chat_chunks(record: LLMCall, chunks: list[Any]) -> None:
     choices: dict[int, _ChoiceAccumulator] = {}
-    for chunk in chunks:
-        record.response_id = record.response_id or _str(_get(chunk, "id"))
-        record.response_model = record.response_model or _str(_get(chunk, "model"))
-        record.system_fingerprint = record.system_fingerprint or _str(_get(chunk, "system_fingerprint"))
-        record.service_tier = record.service_tier or _str(_get(chunk, "service_tier"))
-        usage = _get(chunk, "usage")
+    for raw_chunk in chunks:
+        chunk = _view(raw_chunk)
+        if record.response_id is None:
+            record.response_id = _str(getattr(chunk, "id", None))
+            record.response_model = _str(getattr(chunk, "model", None))
+        if record.system_fingerprint is None:
+            record.system_fingerprint = _str(getattr(chunk, "system_fingerprint", None))
+        if record.service_tier is None:
+            record.service_tier = _str(getattr(chunk, "service_tier", None))
+        usage = getattr(chunk, "usage", None)
         if usage is not None:
             record.usage = chat_usage(usage)
-        for choice in _get(chunk, "choices") or ():
-            index = _get(choice, "index", 0)
-            acc = choices.setdefault(index if isinstance(index, int) else 0, _ChoiceAccumulator())
-            delta = _get(choice, "delta")
+        for choice in getattr(chunk, "choices", None) or ():
+            index = getattr(choice, "index", 0)
+            acc = choices.get(index)
+            if acc is None:
+                acc = choices[index if isinstance(index, int) else 0] = _ChoiceAccumulator()
+            delta = getattr(choice, "delta", None)
             if delta is not None:
-                acc.role = _get(delta, "role") or acc.role
-                if _get(delta, "content"):
-                    acc.text.append(str(_get(delta, "content")))
-                if _get(delta, "refusal"):
-                    acc.refusal.append(str(_get(delta, "refusal")))
-                for call in _get(delta, "tool_calls") or ():
-                    slot = acc.tool_calls.setdefault(_get(call, "index", 0), {"id": None, "name": None, "args": []})
-                    slot["id"] = slot["id"] or _get(call, "id")
-                    function = _get(call, "function")
-                    slot["name"] = slot["name"] or _get(function, "name")
-                    if _get(function, "arguments"):
-                        slot["args"].append(str(_get(function, "arguments")))
-            reason = _get(choice, "finish_reason")
+                role = getattr(delta, "role", None)
+                if role:
+                    acc.role = role
+                content = getattr(delta, "content", None)
+                if content:
+                    acc.text.append(str(content))
+                refusal = getattr(delta, "refusal", None)
+                if refusal:
+                    acc.refusal.append(str(refusal))
+                for call in getattr(delta, "tool_calls", None) or ():
+                    slot = acc.tool_calls.setdefault(getattr(call, "index", 0), {"id": None, "name": None, "args": []})
+                    slot["id"] = slot["id"] or getattr(call, "id", None)
+                    function = getattr(call, "function", None)
+                    slot["name"] = slot["name"] or getattr(function, "name", None)
+                    arguments = getattr(function, "arguments", None)
+                    if arguments:
+                        slot["args"].append(str(arguments))
+            reason = getattr(choice, "finish_reason", None)
             if reason:
                 acc.finish_reason = str(reason)
     outputs: list[Message] = []
