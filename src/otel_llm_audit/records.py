@@ -41,7 +41,7 @@ class Message:
         return obj
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts per the conventions: input includes cache reads and writes, output includes reasoning."""
 
@@ -52,7 +52,7 @@ class Usage:
     reasoning_output_tokens: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RequestParams:
     """The reproducibility parameters of a request, as sent."""
 
@@ -93,7 +93,7 @@ class LLMCall:
     server_port: int | None = None
     api_type: str | None = None
     stream: bool = False
-    params: RequestParams = field(default_factory=RequestParams)
+    params: RequestParams = RequestParams()  # frozen: capture modules assign a new one
     system_instructions: list[Part] | None = None
     input_messages: list[Message] | None = None
     tool_definitions: list[dict[str, Any]] | None = None
@@ -102,7 +102,7 @@ class LLMCall:
     response_status: str | None = None
     finish_reasons: list[str] | None = None
     output_messages: list[Message] | None = None
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = Usage()
     service_tier: str | None = None
     system_fingerprint: str | None = None
     embedding_dimensions: int | None = None

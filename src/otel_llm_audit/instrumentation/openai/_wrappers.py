@@ -62,8 +62,16 @@ def _get_endpoint(path: str) -> _Endpoint | None:
     return None
 
 
+_PROVIDER_BY_TYPE: dict[type, str] = {}
+
+
 def _provider_of(client: Any) -> str:
-    return "azure.ai.openai" if "Azure" in type(client).__name__ else "openai"
+    """``azure.ai.openai`` for the Azure clients, ``openai`` otherwise; decided once per client class."""
+    cls = type(client)
+    provider = _PROVIDER_BY_TYPE.get(cls)
+    if provider is None:
+        provider = _PROVIDER_BY_TYPE[cls] = "azure.ai.openai" if "Azure" in cls.__name__ else "openai"
+    return provider
 
 
 _servers: weakref.WeakKeyDictionary[Any, tuple[Any, str | None, int | None]] = weakref.WeakKeyDictionary()
