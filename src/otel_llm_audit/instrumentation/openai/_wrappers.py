@@ -78,8 +78,14 @@ _servers: weakref.WeakKeyDictionary[Any, tuple[Any, str | None, int | None]] = w
 
 
 def _server_of(client: Any) -> tuple[str | None, int | None]:
-    """``server.address`` / ``server.port`` of the client's base URL, parsed once per URL object."""
-    url = getattr(client, "base_url", None)
+    """``server.address`` / ``server.port`` of the client's base URL, parsed once per URL object.
+
+    ``_base_url`` first: openai 3.x's ``base_url`` property runs an import statement on every
+    access (~50 us here); the attribute behind it is the same object in every release.
+    """
+    url = getattr(client, "_base_url", None)
+    if url is None:
+        url = getattr(client, "base_url", None)
     if url is None:
         return None, None
     try:
