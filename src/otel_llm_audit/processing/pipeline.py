@@ -115,7 +115,7 @@ class AuditSpanProcessor(SpanProcessor):
             self._complete_and_forward(span, pending, content_allowed=False)
             return
         items.append((span, pending))
-        if len(items) == self._batch_size:
+        if len(items) % self._batch_size == 0:  # every full batch, not just the first
             with self._wake:
                 self._wake.notify()
 
@@ -128,7 +128,7 @@ class AuditSpanProcessor(SpanProcessor):
             self._build_and_publish(deferred, content_allowed=False)
             return
         items.append(deferred)
-        if len(items) == self._batch_size:
+        if len(items) % self._batch_size == 0:  # every full batch, not just the first
             with self._wake:
                 self._wake.notify()
 
