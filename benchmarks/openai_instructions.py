@@ -32,6 +32,7 @@ Results: ``benchmarks/results/openai_instructions.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -52,7 +53,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import contextlib
 
 import _mock  # noqa: E402
 from _worker import CONFIG_ENV, CONFIGS  # noqa: E402
