@@ -27,7 +27,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import regex
 import yaml
 
 from .errors import MaskingConfigError
@@ -79,7 +78,7 @@ _KEYS = frozenset(
         "context_chars_after",
         "context_words",
         "negative_context",
-        "require_context_for_bare_numbers",
+        "require_context_for_weak_numbers",
         "allow_list",
         "allow_patterns",
         "deny_list",
@@ -143,7 +142,7 @@ class MaskingPolicy:
     context_chars_after: int = 0
     context_words: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     negative_context: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
-    require_context_for_bare_numbers: tuple[str, ...] = ()
+    require_context_for_weak_numbers: tuple[str, ...] = ()
     allow_list: tuple[str, ...] = ()
     allow_patterns: tuple[str, ...] = ()
     deny_list: tuple[DenyRule, ...] = ()
@@ -183,7 +182,7 @@ class MaskingPolicy:
             "context_chars_after": self.context_chars_after,
             "context_words": {k: list(v) for k, v in self.context_words.items()},
             "negative_context": {k: list(v) for k, v in self.negative_context.items()},
-            "require_context_for_bare_numbers": list(self.require_context_for_bare_numbers),
+            "require_context_for_weak_numbers": list(self.require_context_for_weak_numbers),
             "allow_list": list(self.allow_list),
             "allow_patterns": list(self.allow_patterns),
             "deny_list": [
@@ -219,9 +218,7 @@ class MaskingPolicy:
         _check_keys(overrides, "load() overrides")
         profile = overrides.get("profile", user.get("profile", base.get("profile", "default")))
         if not isinstance(profile, str) or profile not in profiles:
-            raise MaskingConfigError(
-                f"{source}: unknown profile {profile!r}; choose one of {sorted(profiles)}"
-            )
+            raise MaskingConfigError(f"{source}: unknown profile {profile!r}; choose one of {sorted(profiles)}")
         merged: dict[str, Any] = {}
         for layer in (base, profiles[profile] or {}, user, overrides):
             _apply_layer(merged, layer)
@@ -352,11 +349,32 @@ class _Reader:
 
     def pattern(self, key: str, value: Any) -> str:
         text = self.string(key, value)
-        try:
-            regex.compile(text)
-        except regex.error as exc:
-            raise self.fail(key, f"invalid regular expression {text!r}: {exc}") from None
+        problem = _regex_problem(text)
+        if problem is not None:
+            raise self.fail(key, f"invalid regular expression {text!r}: {problem}")
         return text
+
+
+def _regex_problem(text: str) -> str | None:
+    """Why ``text`` does not compile with presidio's engine (``regex``), or ``None``.
+
+    ``regex`` accepts what ``re`` refuses, variable-length look-behinds for instance; without
+    it (presidio not installed) ``re`` is the judge, which may refuse a valid policy but never
+    accepts an invalid one.
+    """
+    try:
+        import regex
+    except ImportError:  # pragma: no cover - presidio, and so regex, not installed
+        try:
+            re.compile(text)
+        except re.error as exc:
+            return str(exc)
+        return None
+    try:
+        regex.compile(text)
+    except regex.error as exc:
+        return str(exc)
+    return None
 
 
 def _build(data: Mapping[str, Any], source: str) -> MaskingPolicy:
@@ -370,7 +388,9 @@ def _build(data: Mapping[str, Any], source: str) -> MaskingPolicy:
         for name, value in r.mapping("thresholds").items()
     }
     context_words = {
-        r.entity("context_words", name): tuple(w.lower() for w in r.strings(f"context_words.{name}", words, from_data=False))
+        r.entity("context_words", name): tuple(
+            w.lower() for w in r.strings(f"context_words.{name}", words, from_data=False)
+        )
         for name, words in r.mapping("context_words").items()
     }
     negative_context = {
@@ -387,7 +407,9 @@ def _build(data: Mapping[str, Any], source: str) -> MaskingPolicy:
             deny.append(DenyRule(r.string(key, item), is_regex=False))
             continue
         if not isinstance(item, Mapping) or set(item) - _DENY_KEYS or ("literal" in item) == ("regex" in item):
-            raise r.fail(key, "expected a string, or a mapping with exactly one of `literal` or `regex` and an optional `entity`")
+            raise r.fail(
+                key, "expected a string, or a mapping with exactly one of `literal` or `regex` and an optional `entity`"
+            )
         entity = r.entity(f"{key}.entity", item.get("entity", "DENY_LIST"))
         if "regex" in item:
             deny.append(DenyRule(r.pattern(f"{key}.regex", item["regex"]), is_regex=True, entity=entity))
@@ -415,13 +437,18 @@ def _build(data: Mapping[str, Any], source: str) -> MaskingPolicy:
     names = [c.name for c in custom]
     if len(names) != len(set(names)):
         raise r.fail("custom_recognizers", f"recognizer names must be unique: {names}")
+    # Declaring a recognizer enables its entity type.
+    entities = tuple(dict.fromkeys([*entities, *(c.entity for c in custom)]))
 
     replacement = data.get("replacement", "type")
     if replacement not in ("type", "pseudonym"):
         raise r.fail("replacement", f"expected 'type' or 'pseudonym', got {replacement!r}")
     key_env = r.string("pseudonym_key_env", data.get("pseudonym_key_env", "OTEL_LLM_AUDIT_MASKING_KEY"))
     if not _ENV_RE.match(key_env):
-        raise r.fail("pseudonym_key_env", f"{key_env!r} is not an environment variable name (it must name the variable, not hold the key)")
+        raise r.fail(
+            "pseudonym_key_env",
+            f"{key_env!r} is not an environment variable name (it must name the variable, not hold the key)",
+        )
 
     ner_model = data.get("ner_model")
     if ner_model is not None:
@@ -436,7 +463,7 @@ def _build(data: Mapping[str, Any], source: str) -> MaskingPolicy:
         context_chars_after=r.integer("context_chars_after", 0, 400),
         context_words=_frozen_map(context_words),
         negative_context=_frozen_map(negative_context),
-        require_context_for_bare_numbers=r.entities("require_context_for_bare_numbers"),
+        require_context_for_weak_numbers=r.entities("require_context_for_weak_numbers"),
         allow_list=r.strings("allow_list"),
         allow_patterns=tuple(r.pattern("allow_patterns", p) for p in r.strings("allow_patterns")),
         deny_list=tuple(deny),
