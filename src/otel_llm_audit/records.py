@@ -109,7 +109,6 @@ class LLMCall:
     start_ns: int = field(default_factory=time.time_ns)
     first_chunk_ns: int | None = None
     end_ns: int | None = None
-    chunk_count: int = 0
     error: ErrorInfo | None = None
     #: Library-specific finishing step, run once by :meth:`resolve` (off the caller's thread).
     resolver: Callable[[LLMCall], None] | None = None

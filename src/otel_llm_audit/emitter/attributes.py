@@ -11,7 +11,6 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,8 +235,3 @@ def _safe_str(value: object) -> str:
         return str(value)
     except Exception:
         return f"<unprintable {type(value).__name__}>"
-
-
-def identity_attributes(identity_attrs: Mapping[str, str] | None) -> dict[str, AttributeValue]:
-    """Identity attributes as a plain dict (they are precomputed per audit context)."""
-    return dict(identity_attrs) if identity_attrs else {}

@@ -78,11 +78,6 @@ class AuditSpanProcessor(SpanProcessor):
             weak_self = weakref.ref(self)
             os.register_at_fork(after_in_child=lambda: _restart_in_child(weak_self))
 
-    @classmethod
-    def for_exporter(cls, exporter: SpanExporter, *, queue_size: int = 8192) -> AuditSpanProcessor:
-        """The usual set-up: complete our spans, then batch and export everything."""
-        return cls([BatchSpanProcessor(exporter)], queue_size=queue_size)
-
     @property
     def dropped_content_count(self) -> int:
         """Spans whose content was dropped because the queue was full."""
