@@ -1,0 +1,270 @@
+"""Which entity types can possibly be found in a text, decided before presidio runs.
+
+presidio runs every recognizer over every text. Most texts in LLM traffic hold no personal
+data at all, and most of the rest hold one or two kinds, so most of that work finds nothing.
+Before presidio runs, each enabled entity type gets a trigger, true whenever its recognizers
+could produce a detection that survives the policy; only triggered types are analysed, and
+a text that triggers nothing skips presidio altogether.
+
+A trigger must never be false when a detection was possible (that would be a silent miss).
+So the deciding test is exact and derived from the recognizers themselves: one of their own
+regular expressions (compiled with their own flags) matches, restricted to the patterns that
+can reach the entity's threshold. A pattern whose score is below the threshold only counts
+when one of the entity's context words occurs in the text, since only a context word can lift
+it; a recognizer that validates its matches (checksums) can lift any pattern to 1.0, so all
+of its patterns count. For types in ``require_context_for_weak_numbers`` with no context word
+in the text, only a match that is not a weak number counts.
+
+In front of the exact test sits an optional cheaper one, a relaxation of the same patterns
+("an @" for e-mail addresses, "13 digits with optional single separators" for cards), which
+rejects most texts with one scan. Recognizers that are not pattern recognizers (NER) always
+run; the phone recognizer has its own candidate test. The benchmark checks that detections
+with and without the pre-filter are identical on its corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from presidio_analyzer import EntityRecognizer
+
+    from .context import ContextRules
+    from .policy import MaskingPolicy
+    from .recognizers import AnalyzerSetup
+
+__all__ = ["EntityTrigger", "Trigger", "build_triggers", "select"]
+
+#: The shipped ``mrn_pattern``; for it (and only it) the literal gate below is a relaxation.
+_SHIPPED_MRN_PATTERN = r"(?i)(?<=\b(?:mrn|medical record(?: number| no\.?| num| #)?)[\s:#-]{0,3})\d{6,10}\b"
+
+
+def _mrn_gate(text: str) -> bool:
+    folded = text.casefold()
+    return "mrn" in folded or "medical" in folded
+
+
+_log = logging.getLogger(__name__)
+
+Trigger = Callable[[str], bool]
+
+#: Cheap relaxations of presidio's predefined patterns and of this package's, per entity
+#: type: each is true on every text where the recognizers' own patterns can match. A string
+#: is a regular expression; a callable is used as is (plain substring tests are an order of
+#: magnitude faster than a regular expression that starts with ``\b`` or ignores case).
+_MAC = re.compile(r"[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.")
+
+_GATES: dict[str, str | Trigger] = {
+    "CREDIT_CARD": r"\d(?:[ -]?\d){12}",
+    "US_SSN": r"\d(?:[ .-]?\d){8}",
+    "US_ITIN": r"9\d\d[ -]?\d\d[ -]?\d{4}",
+    "US_PASSPORT": r"\d{8}",
+    "US_BANK_NUMBER": r"\d{8}",
+    "UK_NHS": r"\d{3}[ -]?\d{3}[ -]?\d{4}",
+    "IBAN_CODE": r"[A-Z]{2}\d\d",
+    "IP_ADDRESS": r"\d\.\d{1,3}\.\d{1,3}\.\d|::|[0-9A-Fa-f]:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:",
+    # six groups joined by five ":" or "-", or three joined by two "."
+    "MAC_ADDRESS": lambda text: (
+        (text.count(":") >= 5 or text.count("-") >= 5 or text.count(".") >= 2) and _MAC.search(text) is not None
+    ),
+    # A valid address starts with "bc1" (any case: presidio matches case-insensitively) or
+    # with 1 or 3 followed by base58 characters, which exclude 0, O, I and l.
+    "CRYPTO": r"[bB][cC]1[A-Za-z0-9]{25}|[13][a-km-zA-HJ-NP-Z1-9]{25}",
+    "MEDICAL_LICENSE": r"[A-Za-z][A-Za-z9]\d{7}",
+    "UUID": r"[0-9A-Fa-f]{8}-",
+    "URL": r"\.[A-Za-z]|://",
+    "EMAIL_ADDRESS": lambda text: "@" in text,
+    "OPENAI_API_KEY": lambda text: "sk-" in text,
+    "ANTHROPIC_API_KEY": lambda text: "sk-ant-" in text,
+    "AWS_ACCESS_KEY_ID": r"A[KS]IA[A-Z0-9]{16}",
+    "AWS_SECRET_ACCESS_KEY": lambda text: "secret" in text.casefold(),
+    "GITHUB_TOKEN": r"gh[pousr]_|github_pat_",
+    "JWT": lambda text: "eyJ" in text,
+    "BEARER_TOKEN": lambda text: "bearer" in text.casefold(),
+}
+
+
+@dataclass(frozen=True)
+class EntityTrigger:
+    """The two tests of one entity type: a cheap gate, then the exact test."""
+
+    entity: str
+    gate: Trigger
+    exact: Trigger
+    #: Order in which exact tests are asked: cheap ones first (see :func:`select`).
+    cost: int
+
+
+#: Relative cost of the exact tests (the rest are 1): presidio's e-mail and IPv6 patterns are
+#: slow, and the phone test scans every digit run (its result is reused by the recognizer).
+_COSTS = {"IP_ADDRESS": 2, "EMAIL_ADDRESS": 3, "PHONE_NUMBER": 4}
+_LITERAL_GATED = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "GITHUB_TOKEN",
+    "JWT",
+)
+
+
+def select(triggers: Sequence[EntityTrigger], text: str) -> list[str]:
+    """The entity types to analyse in ``text``; empty when presidio can be skipped.
+
+    Every gate is asked; the exact tests of the types that passed their gate are asked in
+    order of cost until one says yes. From then on presidio runs anyway, and running a
+    recognizer costs about what its exact test would, so the remaining types are passed to
+    presidio untested (presidio's own result is exact). Types whose exact test said no are
+    left out.
+    """
+    passed = [t for t in triggers if t.gate(text)]
+    for i, trigger in enumerate(passed):
+        if trigger.exact(text):
+            return [trigger.entity, *(t.entity for t in passed[i + 1 :])]
+    return []
+
+
+def build_triggers(policy: MaskingPolicy, setup: AnalyzerSetup) -> list[EntityTrigger]:
+    """One trigger per entity type the analyzer will be asked about, cheapest first."""
+    from .recognizers import CandidatePhoneRecognizer
+
+    rules = setup.rules
+    triggers: list[EntityTrigger] = []
+    for entity in setup.entities:
+        threshold = policy.threshold_for(entity)
+        parts: list[Trigger] = []
+        always = False
+        needs_context = True
+        for recognizer in setup.recognizers[entity]:
+            if isinstance(recognizer, CandidatePhoneRecognizer):
+                parts.append(_has_candidates(recognizer.candidates))
+                needs_context = False
+                continue
+            derived = _pattern_trigger(recognizer, entity, threshold, rules)
+            if derived is None:
+                always = True
+                break
+            exact, only_with_context = derived
+            if exact is not _NEVER:
+                parts.append(exact)
+                needs_context = needs_context and only_with_context
+        if always:
+            triggers.append(EntityTrigger(entity, _always, _always, 0))
+            continue
+        if not parts:
+            _log.warning(
+                "masking policy %s: %s can never reach its threshold %.2f; it is not analysed",
+                policy.version,
+                entity,
+                threshold,
+            )
+            continue
+        gate = _gate(entity, policy, setup)
+        if needs_context:  # only a context word can lift any of its patterns: ask for one first
+            gate = _with_context(gate, rules, entity)
+        exact_test = parts[0] if len(parts) == 1 else _any_of(parts)
+        cost = 0 if entity in _LITERAL_GATED else _COSTS.get(entity, 1)
+        triggers.append(EntityTrigger(entity, gate, exact_test, cost))
+    triggers.sort(key=lambda t: t.cost)
+    return triggers
+
+
+def _gate(entity: str, policy: MaskingPolicy, setup: AnalyzerSetup) -> Trigger:
+    if entity in setup.custom_entities:
+        return _always
+    if entity == "MEDICAL_RECORD_NUMBER":
+        if policy.mrn_pattern == _SHIPPED_MRN_PATTERN:
+            return _mrn_gate
+        return _always
+    gate = _GATES.get(entity)
+    if gate is None:
+        return _always
+    if callable(gate):
+        return gate
+    search = re.compile(gate).search
+    return lambda text: search(text) is not None
+
+
+def _with_context(gate: Trigger, rules: ContextRules, entity: str) -> Trigger:
+    return lambda text: gate(text) and rules.anywhere(entity, text)
+
+
+def _any_of(parts: list[Trigger]) -> Trigger:
+    return lambda text: any(part(text) for part in parts)
+
+
+def _always(text: str) -> bool:
+    return True
+
+
+def _never(text: str) -> bool:
+    return False
+
+
+_NEVER: Trigger = _never
+
+
+def _pattern_trigger(
+    recognizer: EntityRecognizer, entity: str, threshold: float, rules: ContextRules
+) -> tuple[Trigger, bool] | None:
+    """The exact test for one recognizer, and whether it can only pass with a context word.
+
+    ``None`` if no test can be derived (not a pattern recognizer: always run it); a test that
+    is always false if none of its patterns can reach the threshold.
+    """
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    from .context import is_weak_number
+    from .recognizers import CONTEXT_BOOST, MIN_SCORE_WITH_CONTEXT
+
+    if not isinstance(recognizer, PatternRecognizer):
+        return None
+    import regex
+
+    validates = type(recognizer).validate_result is not PatternRecognizer.validate_result
+    flags = recognizer.global_regex_flags or 0
+    # presidio leaves ``patterns`` unannotated (mypy cannot infer it); it is a list of Pattern.
+    patterns: list[Pattern] = getattr(recognizer, "patterns", [])
+    strong: list[Any] = []
+    weak: list[Any] = []
+    for pattern in patterns:
+        compiled = regex.compile(pattern.regex, flags=flags)
+        if validates or pattern.score >= threshold:
+            strong.append(compiled)
+        elif min(1.0, max(pattern.score + CONTEXT_BOOST, MIN_SCORE_WITH_CONTEXT)) >= threshold:
+            weak.append(compiled)
+    if not strong and not (weak and rules.has_positive(entity)):
+        return _NEVER, True
+    weak_rule = entity in rules.weak_needs_context
+
+    def test(text: str) -> bool:
+        context = None
+        if strong:
+            if weak_rule:
+                context = rules.anywhere(entity, text)
+                if context:
+                    if _any_search(strong, text):
+                        return True
+                elif any(not is_weak_number(m.group()) for p in strong for m in p.finditer(text)):
+                    return True
+            elif _any_search(strong, text):
+                return True
+        if weak:
+            if context is None:
+                context = rules.anywhere(entity, text)
+            return context and _any_search(weak, text)
+        return False
+
+    return test, not strong
+
+
+def _has_candidates(candidates: Callable[[str], list[tuple[int, int]]]) -> Trigger:
+    return lambda text: bool(candidates(text))
+
+
+def _any_search(patterns: Sequence[Any], text: str) -> bool:
+    return any(p.search(text) is not None for p in patterns)
