@@ -63,7 +63,7 @@ UPSTREAM_KEYS = {
     "gen_ai.tool.type", "gen_ai.tool.description", "gen_ai.tool.call.arguments", "gen_ai.tool.call.result",
     "gen_ai.agent.name", "gen_ai.agent.id", "gen_ai.agent.description", "gen_ai.data_source.id",
     "gen_ai.retrieval.query.text", "gen_ai.retrieval.documents", "gen_ai.memory.store.id",
-    "gen_ai.memory.record.id", "gen_ai.memory.query.text", "gen_ai.memory.records", "gen_ai.workflow.name",
+    "gen_ai.memory.record.id", "gen_ai.memory.record.count", "gen_ai.memory.query.text", "gen_ai.memory.records", "gen_ai.workflow.name",
     "gen_ai.prompt.name", "gen_ai.token.type", "openai.request.service_tier", "openai.response.service_tier",
     "openai.response.system_fingerprint", "openai.api.type", "error.type", "server.address", "server.port",
     "user.id", "session.id", "exception.type", "exception.message", "exception.stacktrace",
@@ -76,6 +76,7 @@ OWN_KEYS = {
     "llm_audit.redaction.entities", "llm_audit.redaction.policy.version", "llm_audit.policy.category",
     "llm_audit.policy.source", "llm_audit.policy.action", "llm_audit.policy.name", "llm_audit.policy.details",
     "llm_audit.audit.record", "llm_audit.sdk.version", "llm_audit.error.component",
+    "llm_audit.review.subject", "llm_audit.review.action", "llm_audit.review.reviewer", "llm_audit.review.reason",
 }  # fmt: skip
 
 
@@ -231,11 +232,15 @@ def test_spans_events_and_metrics() -> None:
     assert common["llm_audit.sdk.version"] == "required"
     assert common["llm_audit.content.mode"] == "required"
 
-    (event,) = [g for g in registry.groups if g.type == "event"]
-    assert event.event_name == "llm_audit.policy"
-    assert [r.key for r in event.refs if r.requirement == "required"] == [
+    events = {g.event_name: g for g in registry.groups if g.type == "event"}
+    assert set(events) == {"llm_audit.policy", "llm_audit.human_review"}
+    assert [r.key for r in events["llm_audit.policy"].refs if r.requirement == "required"] == [
         "llm_audit.policy.category",
         "llm_audit.policy.action",
+    ]
+    assert [r.key for r in events["llm_audit.human_review"].refs if r.requirement == "required"] == [
+        "llm_audit.review.subject",
+        "llm_audit.review.action",
     ]
 
     metrics = {g.metric_name: g for g in registry.groups if g.type == "metric"}

@@ -114,6 +114,8 @@ class LLMCall:
     resolver: Callable[[LLMCall], None] | None = None
     #: Anything the capture module noticed that the audit should say (bad input, odd SDK).
     notes: list[str] = field(default_factory=list)
+    #: What the provider said about safety (content filters, refusals, guardrails).
+    policy_events: list[PolicyEvent] = field(default_factory=list)
 
     def resolve(self) -> None:
         """Run the capture module's finishing step once; later calls do nothing."""

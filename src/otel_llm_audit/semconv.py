@@ -151,6 +151,8 @@ GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
 GEN_AI_MEMORY_STORE_ID: Final = "gen_ai.memory.store.id"
 #: The memory record identifier.
 GEN_AI_MEMORY_RECORD_ID: Final = "gen_ai.memory.record.id"
+#: The number of memory records the operation read or wrote.
+GEN_AI_MEMORY_RECORD_COUNT: Final = "gen_ai.memory.record.count"
 #: The query text of a memory search.
 GEN_AI_MEMORY_QUERY_TEXT: Final = "gen_ai.memory.query.text"
 #: The memory records (an array of {content, id?, metadata?, score?}).
@@ -260,6 +262,18 @@ LLM_AUDIT_POLICY_ACTION: Final = "llm_audit.policy.action"
 LLM_AUDIT_POLICY_NAME: Final = "llm_audit.policy.name"
 #: A JSON object with source-specific details of the decision.
 LLM_AUDIT_POLICY_DETAILS: Final = "llm_audit.policy.details"
+
+# --- registry.llm_audit.review (otel-llm-audit)
+# A human-in-the-loop decision.
+
+#: What was put to the reviewer, in a few words (a tool call, a draft answer, a plan).
+LLM_AUDIT_REVIEW_SUBJECT: Final = "llm_audit.review.subject"
+#: What the reviewer did.
+LLM_AUDIT_REVIEW_ACTION: Final = "llm_audit.review.action"
+#: Who reviewed, as the application identifies them (defaults to user.id of the audit context).
+LLM_AUDIT_REVIEW_REVIEWER: Final = "llm_audit.review.reviewer"
+#: The reason the reviewer gave, if any.
+LLM_AUDIT_REVIEW_REASON: Final = "llm_audit.review.reason"
 
 # --- registry.llm_audit.audit (otel-llm-audit)
 # Markers that make our spans findable and routable.
@@ -467,10 +481,25 @@ class LlmAuditPolicyActionValues:
     ESCALATED: Final = "escalated"
 
 
+class LlmAuditReviewActionValues:
+    """Well-known values of ``llm_audit.review.action``."""
+
+    #: The reviewer let it proceed as it was.
+    APPROVED: Final = "approved"
+    #: The reviewer stopped it.
+    REJECTED: Final = "rejected"
+    #: The reviewer changed it before it proceeded.
+    EDITED: Final = "edited"
+    #: The reviewer passed the decision to someone else.
+    ESCALATED: Final = "escalated"
+
+
 # Events (log records with an event name).
 
 #: A policy or guardrail decision about an LLM call (block, flag, redact, refusal, budget...).
 EVENT_LLM_AUDIT_POLICY: Final = "llm_audit.policy"
+#: A person reviewed something an LLM or agent proposed, and acted on it.
+EVENT_LLM_AUDIT_HUMAN_REVIEW: Final = "llm_audit.human_review"
 
 # Metrics: name, unit, description and, for histograms, explicit bucket boundaries.
 
@@ -568,6 +597,7 @@ ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         GEN_AI_INPUT_MESSAGES,
         GEN_AI_MEMORY_QUERY_TEXT,
         GEN_AI_MEMORY_RECORDS,
+        GEN_AI_MEMORY_RECORD_COUNT,
         GEN_AI_MEMORY_RECORD_ID,
         GEN_AI_MEMORY_STORE_ID,
         GEN_AI_OPERATION_NAME,
@@ -631,6 +661,10 @@ ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_REDACTION_ENTITIES,
         LLM_AUDIT_REDACTION_POLICY_VERSION,
         LLM_AUDIT_REDACTION_STATUS,
+        LLM_AUDIT_REVIEW_ACTION,
+        LLM_AUDIT_REVIEW_REASON,
+        LLM_AUDIT_REVIEW_REVIEWER,
+        LLM_AUDIT_REVIEW_SUBJECT,
         LLM_AUDIT_SDK_VERSION,
         LLM_AUDIT_TEAM,
         LLM_AUDIT_TENANT_ID,
@@ -668,6 +702,10 @@ LLM_AUDIT_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_REDACTION_ENTITIES,
         LLM_AUDIT_REDACTION_POLICY_VERSION,
         LLM_AUDIT_REDACTION_STATUS,
+        LLM_AUDIT_REVIEW_ACTION,
+        LLM_AUDIT_REVIEW_REASON,
+        LLM_AUDIT_REVIEW_REVIEWER,
+        LLM_AUDIT_REVIEW_SUBJECT,
         LLM_AUDIT_SDK_VERSION,
         LLM_AUDIT_TEAM,
         LLM_AUDIT_TENANT_ID,

@@ -100,6 +100,12 @@ def llm_call_content(record: LLMCall, settings: Settings, price_lookup: Any = No
     if record.error is not None:
         attrs[semconv.ERROR_TYPE] = record.error.type
         out.events.append(exception_event(record.error))
+    if record.policy_events:
+        from otel_llm_audit.emitter.operations import policy_event_attributes
+
+        for event in record.policy_events:
+            out.events.append(EventSpec(semconv.EVENT_LLM_AUDIT_POLICY, policy_event_attributes(event)))
+        attrs[semconv.LLM_AUDIT_AUDIT_RECORD] = True
     if record.notes:
         logger.info("otel-llm-audit: %s call %s: %s", record.provider, record.response_id, "; ".join(record.notes))
     return out

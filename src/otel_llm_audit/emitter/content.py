@@ -41,6 +41,10 @@ class ContentEncoder:
             text = json.dumps(self._bounded(value), ensure_ascii=False, separators=(",", ":"), default=_default)
         return self._utf8(text)
 
+    def bound_text(self, text: str) -> str:
+        """A plain-text value (a query, a reason) cut like a text part, and made valid UTF-8."""
+        return self._utf8(str(self._bounded(text)))
+
     def hashes(self, messages: Sequence[Message]) -> list[str]:
         """SHA-256 of each message's canonical JSON (sorted keys, compact, UTF-8, not cut)."""
         return [canonical_hash(m.to_json_obj()) for m in messages]

@@ -36,7 +36,8 @@ from otel_llm_audit.emitter.attributes import (
 )
 from otel_llm_audit.emitter.deferred import DeferredSpan, light_span
 from otel_llm_audit.emitter.metrics import MetricsRecorder
-from otel_llm_audit.records import LLMCall
+from otel_llm_audit.emitter.operations import StepSpan, start_step
+from otel_llm_audit.records import AgentInvocation, LLMCall, MemoryOperation, ToolExecution
 
 
 @dataclass(slots=True)
@@ -202,6 +203,10 @@ class Emitter:
         except Exception as err:
             _guard.report_internal_error("emitter.metrics", err)
         return content
+
+    def start_step(self, record: ToolExecution | AgentInvocation | MemoryOperation) -> StepSpan:
+        """Start an agent, tool or memory step; use the result as a context manager around the step."""
+        return start_step(self._tracer, record)
 
     def _recorder(self) -> MetricsRecorder:
         recorder = self._metrics

@@ -1,0 +1,212 @@
+"""Agent, tool and memory steps as spans; policy decisions and human reviews as span events.
+
+Framework instrumentors (LangGraph, OpenAI Agents, MCP) and applications describe a step
+with a record from :mod:`otel_llm_audit.records` and run it inside the span this module
+starts, so the LLM calls the step makes nest under it. Attribute names come from the
+registry; what content is kept follows the ``content`` setting, as for LLM calls.
+
+These spans are not on a per-token hot path, so they are built with the SDK span lifecycle
+(INTERNAL spans; CLIENT for a remote agent service) and completed when the step ends.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from otel_llm_audit import _guard, semconv
+from otel_llm_audit.config import ContentMode, get_settings
+from otel_llm_audit.context import current_identity
+from otel_llm_audit.emitter.attributes import AttributeValue, error_info, exception_event
+from otel_llm_audit.emitter.content import ContentEncoder, canonical_hash
+from otel_llm_audit.records import AgentInvocation, HumanReview, MemoryOperation, PolicyEvent, ToolExecution
+
+Step = ToolExecution | AgentInvocation | MemoryOperation
+
+
+class StepSpan:
+    """A running agent, tool or memory step: use it as a context manager around the step.
+
+    ``with emitter.start_tool(record) as step:`` makes the span current for the block (so LLM
+    calls inside nest under it), fills ``record.result`` etc. as the block learns them, and ends
+    the span when the block exits, with the exception if one escaped (it is re-raised).
+    """
+
+    __slots__ = ("_ended", "_token", "record", "span")
+
+    def __init__(self, span: Span, record: Step) -> None:
+        self.span = span
+        self.record = record
+        self._token: object | None = None
+        self._ended = False
+
+    def __enter__(self) -> StepSpan:
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+        self.end(exc if isinstance(exc, BaseException) else None)
+
+    def end(self, exc: BaseException | None = None) -> None:
+        """End the span once, with the record's final state."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            if exc is not None and self.record.error is None:
+                self.record.error = error_info(exc)
+            attrs = step_end_attributes(self.record)
+            self.span.set_attributes(attrs)
+            if self.record.error is not None:
+                self.span.set_status(Status(StatusCode.ERROR, self.record.error.message))
+                event = exception_event(self.record.error)
+                self.span.add_event(event.name, event.attributes)
+        except Exception as err:  # our bookkeeping never reaches the application
+            _guard.report_internal_error("emitter.step_end", err)
+        self.span.end()
+
+
+def start_step(tracer: trace.Tracer, record: Step) -> StepSpan:
+    """Start the span of a step with its sampling-relevant attributes."""
+    name, kind, attrs = _step_start(record)
+    identity = current_identity()
+    if identity is not None:
+        attrs.update(identity.attributes)
+    return StepSpan(tracer.start_span(name, kind=kind, attributes=attrs), record)
+
+
+def _step_start(record: Step) -> tuple[str, SpanKind, dict[str, AttributeValue]]:
+    if isinstance(record, ToolExecution):
+        attrs: dict[str, AttributeValue] = {
+            semconv.GEN_AI_OPERATION_NAME: "execute_tool",
+            semconv.GEN_AI_TOOL_NAME: record.tool_name,
+        }
+        if record.tool_type:
+            attrs[semconv.GEN_AI_TOOL_TYPE] = record.tool_type
+        return f"execute_tool {record.tool_name}", SpanKind.INTERNAL, attrs
+    if isinstance(record, AgentInvocation):
+        attrs = {semconv.GEN_AI_OPERATION_NAME: "invoke_agent"}
+        if record.agent_name:
+            attrs[semconv.GEN_AI_AGENT_NAME] = record.agent_name
+        if record.remote and record.provider:
+            attrs[semconv.GEN_AI_PROVIDER_NAME] = record.provider
+        name = f"invoke_agent {record.agent_name}" if record.agent_name else "invoke_agent"
+        return name, SpanKind.CLIENT if record.remote else SpanKind.INTERNAL, attrs
+    attrs = {semconv.GEN_AI_OPERATION_NAME: record.operation}
+    if record.provider:
+        attrs[semconv.GEN_AI_PROVIDER_NAME] = record.provider
+    return record.operation, SpanKind.INTERNAL, attrs
+
+
+def step_end_attributes(record: Step) -> dict[str, AttributeValue]:
+    """What the step learned by its end: ids, results, records, per the content setting."""
+    attrs: dict[str, AttributeValue] = {}
+    content = _StepContent()
+    if isinstance(record, ToolExecution):
+        _put(attrs, semconv.GEN_AI_TOOL_CALL_ID, record.call_id)
+        _put(attrs, semconv.GEN_AI_TOOL_DESCRIPTION, record.description)
+        _put(attrs, semconv.GEN_AI_AGENT_NAME, record.agent_name)
+        content.add(attrs, semconv.GEN_AI_TOOL_CALL_ARGUMENTS, record.arguments)
+        content.add(attrs, semconv.GEN_AI_TOOL_CALL_RESULT, record.result)
+    elif isinstance(record, AgentInvocation):
+        _put(attrs, semconv.GEN_AI_AGENT_ID, record.agent_id)
+        _put(attrs, semconv.GEN_AI_AGENT_DESCRIPTION, record.description)
+        _put(attrs, semconv.GEN_AI_REQUEST_MODEL, record.request_model)
+        _put(attrs, semconv.GEN_AI_CONVERSATION_ID, record.conversation_id)
+        if record.input_messages is not None:
+            content.add(attrs, semconv.GEN_AI_INPUT_MESSAGES, [m.to_json_obj() for m in record.input_messages])
+        if record.output_messages is not None:
+            content.add(attrs, semconv.GEN_AI_OUTPUT_MESSAGES, [m.to_json_obj() for m in record.output_messages])
+    else:
+        _put(attrs, semconv.GEN_AI_MEMORY_STORE_ID, record.store_id)
+        _put(attrs, semconv.GEN_AI_MEMORY_RECORD_ID, record.record_id)
+        if record.records is not None:
+            attrs[semconv.GEN_AI_MEMORY_RECORD_COUNT] = len(record.records)
+            content.add(attrs, semconv.GEN_AI_MEMORY_RECORDS, [dict(r) for r in record.records])
+        if record.query is not None:
+            content.add(attrs, semconv.GEN_AI_MEMORY_QUERY_TEXT, record.query, as_text=True)
+    if record.error is not None:
+        attrs[semconv.ERROR_TYPE] = record.error.type
+    content.finish(attrs)
+    return attrs
+
+
+class _StepContent:
+    """Content of a step per the ``content`` setting: JSON, hashes, or nothing."""
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.mode = settings.content
+        self.encoder = ContentEncoder(settings.max_content_chars)
+        self.hashes: dict[str, list[str]] = {}
+
+    def add(self, attrs: dict[str, AttributeValue], key: str, value: Any, *, as_text: bool = False) -> None:
+        if value is None or self.mode is ContentMode.NONE:
+            return
+        if self.mode is ContentMode.HASH:
+            items = value if isinstance(value, list) else [value]
+            self.hashes[key] = [canonical_hash(item) for item in items]
+        elif as_text and isinstance(value, str):
+            attrs[key] = self.encoder.bound_text(value)
+        else:
+            attrs[key] = self.encoder.dumps(value)
+
+    def finish(self, attrs: dict[str, AttributeValue]) -> None:
+        attrs[semconv.LLM_AUDIT_CONTENT_MODE] = self.mode.value
+        if self.hashes:
+            attrs[semconv.LLM_AUDIT_CONTENT_HASHES] = json.dumps(self.hashes, separators=(",", ":"), sort_keys=True)
+        if self.encoder.truncated:
+            attrs[semconv.LLM_AUDIT_CONTENT_TRUNCATED] = True
+
+
+def policy_event_attributes(event: PolicyEvent) -> dict[str, AttributeValue]:
+    """The ``llm_audit.policy`` event's attributes (never the content that triggered it)."""
+    attrs: dict[str, AttributeValue] = {
+        semconv.LLM_AUDIT_POLICY_CATEGORY: event.category,
+        semconv.LLM_AUDIT_POLICY_ACTION: event.action,
+        semconv.LLM_AUDIT_POLICY_SOURCE: event.source,
+    }
+    _put(attrs, semconv.LLM_AUDIT_POLICY_NAME, event.name)
+    if event.details:
+        attrs[semconv.LLM_AUDIT_POLICY_DETAILS] = json.dumps(dict(event.details), sort_keys=True, default=str)
+    return attrs
+
+
+def human_review_attributes(review: HumanReview) -> dict[str, AttributeValue]:
+    """The ``llm_audit.human_review`` event's attributes; the reviewer defaults to the acting user."""
+    attrs: dict[str, AttributeValue] = {
+        semconv.LLM_AUDIT_REVIEW_SUBJECT: review.subject,
+        semconv.LLM_AUDIT_REVIEW_ACTION: review.action,
+    }
+    reviewer = review.reviewer
+    if reviewer is None:
+        identity = current_identity()
+        reviewer = identity.user_id if identity is not None else None
+    _put(attrs, semconv.LLM_AUDIT_REVIEW_REVIEWER, reviewer)
+    _put(attrs, semconv.LLM_AUDIT_REVIEW_REASON, review.reason)
+    return attrs
+
+
+def add_audit_event(name: str, attrs: dict[str, AttributeValue], span: Span | None = None) -> bool:
+    """Add an audit event to ``span`` (default: the current span) and mark the span for the SIEM route.
+
+    Returns ``False`` when there is no recording span to carry it (the caller should start one).
+    """
+    target = span if span is not None else trace.get_current_span()
+    if not target.is_recording():
+        return False
+    target.add_event(name, attrs)
+    target.set_attribute(semconv.LLM_AUDIT_AUDIT_RECORD, True)
+    return True
+
+
+def _put(attrs: dict[str, AttributeValue], key: str, value: Any) -> None:
+    if value is not None:
+        attrs[key] = value
