@@ -57,21 +57,8 @@ sys.path.insert(0, str(HERE))
 import _mock  # noqa: E402
 from _worker import CONFIG_ENV, CONFIGS  # noqa: E402
 
-DEFAULT_VENVS = Path(os.environ.get("BENCH_VENVS", "/work/bench-venvs"))
-PEERS = ("openai_v2", "openllmetry", "openinference")
-VENV_OF = {"none": "llm_audit", "llm_audit": "llm_audit", **{p: p for p in PEERS}}
-LABELS = {
-    "none": "uninstrumented",
-    "llm_audit": "otel-llm-audit",
-    "openai_v2": "openai-v2 2.4b0",
-    "openllmetry": "OpenLLMetry 0.62.4",
-    "openinference": "OpenInference 0.1.66",
-}
-SCENARIO_LABELS = {
-    "chat_text": "chat, text answer",
-    "chat_tools": "chat with 2 tool calls",
-    "stream": f"stream, {_mock.STREAM_CONTENT_CHUNKS} chunks + usage",
-}
+# One table of configurations, venvs and labels for both benchmarks.
+from openai_overhead import DEFAULT_VENVS, LABELS, PEERS, SCENARIO_LABELS, VENV_OF  # noqa: E402
 
 #: The client requests, callable from Python through ctypes.
 MARKER_C = r"""
