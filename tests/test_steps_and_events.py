@@ -154,10 +154,13 @@ def test_a_record_with_no_span_current_gets_a_span_of_its_own(
     monkeypatch.setattr(
         "otel_llm_audit.api.trace.get_tracer", lambda *a, **k: provider.get_tracer("otel_llm_audit.api")
     )
-    otel_llm_audit.record_human_review("draft reply", "rejected", reviewer="lead-2")
+    with otel_llm_audit.audit_context(user_id="lead-2", tenant_id="clinic-3"):
+        otel_llm_audit.record_human_review("draft reply", "rejected")
     (span,) = exporter.get_finished_spans()
     assert span.name == semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW
     assert span.attributes[semconv.LLM_AUDIT_AUDIT_RECORD] is True
+    assert span.attributes[semconv.USER_ID] == "lead-2"
+    assert span.attributes[semconv.LLM_AUDIT_TENANT_ID] == "clinic-3"
     assert span.events[0].attributes[semconv.LLM_AUDIT_REVIEW_REVIEWER] == "lead-2"
 
 

@@ -16,6 +16,7 @@ from opentelemetry import trace
 
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
+from otel_llm_audit.context import current_identity
 from otel_llm_audit.emitter.operations import add_audit_event, human_review_attributes, policy_event_attributes
 from otel_llm_audit.records import HumanReview, PolicyEvent
 
@@ -67,5 +68,9 @@ def _emit(name: str, attrs: dict[str, Any]) -> None:
     if add_audit_event(name, attrs):
         return
     tracer = trace.get_tracer(_SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
-    with tracer.start_as_current_span(name, attributes={semconv.LLM_AUDIT_AUDIT_RECORD: True}) as span:
+    span_attrs: dict[str, Any] = {semconv.LLM_AUDIT_AUDIT_RECORD: True}
+    identity = current_identity()  # our own spans carry the identity themselves
+    if identity is not None:
+        span_attrs.update(identity.attributes)
+    with tracer.start_as_current_span(name, attributes=span_attrs) as span:
         span.add_event(name, attrs)
