@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -179,3 +180,25 @@ def test_unsupported_sdk_version_is_skipped_with_one_log_line(
     assert not hasattr(SyncAPIClient.request, "__wrapped__")
     conflicts = [r for r in caplog.records if "openai" in r.getMessage() and "99.0" in r.getMessage()]
     assert len(conflicts) == 1, [r.getMessage() for r in caplog.records]
+
+
+def test_a_call_queued_behind_the_stop_marker_is_completed_by_shutdown(
+    server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_llm_audit.processing.pipeline import _Marker
+
+    pipeline, exporter = _configured(tracer_provider=TracerProvider(), queue_size=64)
+    (processor,) = [p for p in handoff._pipelines.values() if isinstance(p, AuditSpanProcessor) and p._max_items == 64]
+    client = _client(server)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    # The race: the worker passes the stop marker and exits...
+    assert processor._wait_for(_Marker(stop=True), time.monotonic() + 5)
+    processor._worker.join(5)
+    # ...and a call that was already past the shutdown check lands in the queue after it.
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(processor._items) == 1
+    monkeypatch.setattr(processor, "_wait_for", lambda marker, deadline: True)  # nobody left to wait for
+    pipeline.shutdown()
+    spans = _ours(exporter.get_finished_spans())
+    assert len(spans) == 2
+    assert all(semconv.GEN_AI_INPUT_MESSAGES in s.attributes for s in spans)  # completed, content included

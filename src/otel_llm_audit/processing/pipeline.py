@@ -155,11 +155,25 @@ class AuditSpanProcessor(SpanProcessor):
     def shutdown(self) -> None:
         if self._shutdown:
             return
-        self._wait_for(_Marker(stop=True), time.monotonic() + 30)
+        # From here on, calls complete on their own thread; the worker finishes what is queued.
         self._shutdown = True
+        self._wait_for(_Marker(stop=True), time.monotonic() + 30)
         self._worker.join(timeout=5)
+        self._drain_here()  # a call that slipped in behind the stop marker is not lost
         for processor in self._downstream:
             processor.shutdown()
+
+    def _drain_here(self) -> None:
+        items = self._items
+        while items:
+            item = items.popleft()
+            if isinstance(item, _Marker):
+                item.done.set()
+            elif isinstance(item, DeferredSpan):
+                self._build_and_publish(item, content_allowed=True)
+            else:
+                span, pending = item
+                self._complete_and_forward(span, pending, content_allowed=True)
 
     def _wait_for(self, marker: _Marker, deadline: float) -> bool:
         """Queue ``marker`` behind everything queued so far and wait until the worker reaches it."""

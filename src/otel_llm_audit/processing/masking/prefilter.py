@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .policy import BUILTIN_ENTITIES
+
 if TYPE_CHECKING:
     from presidio_analyzer import EntityRecognizer
 
@@ -102,14 +104,8 @@ class EntityTrigger:
 #: Relative cost of the exact tests (the rest are 1): presidio's e-mail and IPv6 patterns are
 #: slow, and the phone test scans every digit run (its result is reused by the recognizer).
 _COSTS = {"IP_ADDRESS": 2, "EMAIL_ADDRESS": 3, "PHONE_NUMBER": 4}
-_LITERAL_GATED = (
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "GITHUB_TOKEN",
-    "JWT",
-)
+#: Our own secret recognizers: each starts with a literal prefix the cheap trigger already matched.
+_LITERAL_GATED = BUILTIN_ENTITIES - {"BEARER_TOKEN", "MEDICAL_RECORD_NUMBER"}
 
 
 def select(triggers: Sequence[EntityTrigger], text: str) -> list[str]:
