@@ -132,16 +132,18 @@ def test_allowed_baggage_fields_parsing() -> None:
 def test_content_mode_from_our_variable_and_the_sigs(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("OTEL_LLM_AUDIT_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"):
         monkeypatch.delenv(var, raising=False)
-    assert Settings.from_env().content is ContentMode.NONE
+    assert Settings.from_env().content is ContentMode.MASKED  # the default
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
-    assert Settings.from_env().content is ContentMode.RAW
+    assert Settings.from_env().content is ContentMode.MASKED  # capture means masked capture
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "false")
+    assert Settings.from_env().content is ContentMode.NONE
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "EVENT_ONLY")
     assert Settings.from_env().content is ContentMode.NONE
     monkeypatch.setenv("OTEL_LLM_AUDIT_CONTENT", "hash")  # ours wins
     assert Settings.from_env().content is ContentMode.HASH
     assert Settings.from_env(content="raw").content is ContentMode.RAW  # code wins
     monkeypatch.setenv("OTEL_LLM_AUDIT_CONTENT", "everything")
-    with pytest.raises(ValueError, match="OTEL_LLM_AUDIT_CONTENT must be one of none, hash, raw"):
+    with pytest.raises(ValueError, match="OTEL_LLM_AUDIT_CONTENT must be one of none, hash, raw, masked"):
         Settings.from_env()
 
 

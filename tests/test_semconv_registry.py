@@ -78,6 +78,7 @@ OWN_KEYS = {
     "llm_audit.policy.source", "llm_audit.policy.action", "llm_audit.policy.name", "llm_audit.policy.details",
     "llm_audit.audit.record", "llm_audit.sdk.version", "llm_audit.error.component",
     "llm_audit.review.subject", "llm_audit.review.action", "llm_audit.review.reviewer", "llm_audit.review.reason",
+    "llm_audit.redaction.failure", "llm_audit.redaction.cache.result", "llm_audit.prompt.variables",
 }  # fmt: skip
 
 
@@ -251,6 +252,8 @@ def test_spans_events_and_metrics() -> None:
         "gen_ai.client.operation.time_to_first_chunk": ("histogram", "s"),
         "llm_audit.cost": ("counter", "USD"),
         "llm_audit.instrumentation.errors": ("counter", "{error}"),
+        "llm_audit.redaction.spans": ("counter", "{span}"),
+        "llm_audit.redaction.cache.lookups": ("counter", "{text}"),
     }
     assert [r.key for r in metrics["llm_audit.cost"].refs] == [
         "llm_audit.team",

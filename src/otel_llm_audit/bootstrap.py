@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -25,10 +25,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from otel_llm_audit.config import Settings, set_settings
+from otel_llm_audit.config import ContentMode, Settings, set_settings
 from otel_llm_audit.delivery.otlp_json import OtlpJsonFileMetricExporter, OtlpJsonFileSpanExporter
 from otel_llm_audit.processing.identity import AuditIdentitySpanProcessor
 from otel_llm_audit.processing.pipeline import AuditSpanProcessor
+
+if TYPE_CHECKING:
+    from otel_llm_audit.processing.masking_stage import MaskingStage
 
 logger = logging.getLogger("otel_llm_audit")
 
@@ -47,6 +50,13 @@ class AuditPipeline:
     metric_readers: list[MetricReader] = field(default_factory=list)
     instrumentors: list[Any] = field(default_factory=list)
     exit_hook: Any = None
+    #: The audit span processor: completion, masking, export.
+    processor: AuditSpanProcessor | None = None
+
+    @property
+    def masking(self) -> MaskingStage | None:
+        """The masking stage (content mode ``masked``), else ``None``."""
+        return self.processor.masking if self.processor is not None else None
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         ok = self.tracer_provider.force_flush(timeout_millis)
@@ -94,22 +104,45 @@ def configure(
     with _lock:
         exporters = list(span_exporters) if span_exporters is not None else span_exporters_from_env(resolved)
         provider = tracer_provider or TracerProvider(resource=Resource.create())
-        provider.add_span_processor(AuditIdentitySpanProcessor())
-        AuditSpanProcessor.attach_to(provider, exporters, queue_size=resolved.queue_size)
         readers = list(metric_readers) if metric_readers is not None else metric_readers_from_env(resolved)
         mp = meter_provider
         if mp is None and readers:
             mp = MeterProvider(resource=provider.resource, metric_readers=readers)
+        masking = masking_stage_for(resolved, mp)
+        provider.add_span_processor(AuditIdentitySpanProcessor())
+        processor = AuditSpanProcessor.attach_to(
+            provider,
+            exporters,
+            queue_size=resolved.queue_size,
+            masking=masking,
+            queue_full=resolved.queue_full,
+            queue_block_ms=resolved.queue_block_ms,
+        )
         if set_global:
             _set_global_providers(provider, mp)
         # atexit runs last-registered first: complete queued spans (and record their metrics)
         # before the providers' own exit handlers shut the meter provider down.
         atexit.register(provider.force_flush)
         pipeline_exit_hook = provider.force_flush
-        pipeline = AuditPipeline(resolved, provider, mp, exporters, readers, exit_hook=pipeline_exit_hook)
+        pipeline = AuditPipeline(
+            resolved, provider, mp, exporters, readers, exit_hook=pipeline_exit_hook, processor=processor
+        )
         if instrument:
             pipeline.instrumentors = instrument_installed(resolved, provider, mp)
     return pipeline
+
+
+def masking_stage_for(settings: Settings, meter_provider: MeterProvider | None) -> MaskingStage | None:
+    """The masking stage for ``settings``: one in ``masked`` mode (the default), none otherwise.
+
+    A policy that cannot be honoured (bad YAML, missing NER model or pseudonym key) raises
+    :class:`~otel_llm_audit.processing.masking.MaskingConfigError` here, at start-up.
+    """
+    if settings.content is not ContentMode.MASKED:
+        return None
+    from otel_llm_audit.processing.masking_stage import MaskingStage
+
+    return MaskingStage.from_settings(settings, meter_provider)
 
 
 def _check_prices(settings: Settings) -> None:

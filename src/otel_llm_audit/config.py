@@ -22,20 +22,22 @@ class ContentMode(str, Enum):
 
     NONE = "none"  #: nothing
     HASH = "hash"  #: a SHA-256 of each message's canonical JSON: integrity without content
-    RAW = "raw"  #: the content itself
+    RAW = "raw"  #: the content itself, unmasked
+    MASKED = "masked"  #: the content with personal data and secrets masked before export (default)
 
 
 CONTENT_ENV = "OTEL_LLM_AUDIT_CONTENT"
 GENAI_CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
 #: Values of the GenAI SIG's capture variable, mapped to ours. EVENT_ONLY means "not on
-#: spans"; we record content on spans only, so it maps to none.
+#: spans"; we record content on spans only, so it maps to none. Capturing content means
+#: masked content here: unmasked content takes OTEL_LLM_AUDIT_CONTENT=raw, said explicitly.
 _GENAI_CAPTURE_VALUES = {
     "no_content": ContentMode.NONE,
-    "span_only": ContentMode.RAW,
-    "span_and_event": ContentMode.RAW,
+    "span_only": ContentMode.MASKED,
+    "span_and_event": ContentMode.MASKED,
     "event_only": ContentMode.NONE,
-    "true": ContentMode.RAW,
+    "true": ContentMode.MASKED,
     "false": ContentMode.NONE,
 }
 
@@ -50,27 +52,43 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "queue_size": "OTEL_LLM_AUDIT_QUEUE_SIZE",
     "http_spans": "OTEL_LLM_AUDIT_HTTP_SPANS",
     "baggage_keys": "OTEL_LLM_AUDIT_BAGGAGE_KEYS",
+    "masking_policy": "OTEL_LLM_AUDIT_MASKING_POLICY",
+    "masking_timeout": "OTEL_LLM_AUDIT_MASKING_TIMEOUT",
+    "queue_full": "OTEL_LLM_AUDIT_QUEUE_FULL",
+    "queue_block_ms": "OTEL_LLM_AUDIT_QUEUE_BLOCK_MS",
 }
+
+#: What the caller's thread does when the span queue is full.
+QUEUE_FULL_POLICIES = ("drop", "block")
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything otel-llm-audit can be told. Build with :meth:`from_env`."""
 
-    #: ``none`` | ``hash`` | ``raw``. Default ``none`` until masking exists.
-    content: ContentMode = ContentMode.NONE
+    #: ``masked`` (default) | ``raw`` | ``hash`` | ``none``.
+    content: ContentMode = ContentMode.MASKED
     #: Longest text part kept in content attributes; longer ones are cut and flagged.
     max_content_chars: int = 100_000
     #: Where the embedded default writes OTLP JSON when no exporter is configured.
     output_file: str = DEFAULT_OUTPUT_FILE
     #: Extra price files (YAML or JSON) layered over the shipped table.
     price_files: tuple[str, ...] = ()
-    #: Spans waiting for off-thread enrichment; beyond this, content is dropped (counted).
+    #: Spans waiting for off-thread completion and masking; see ``queue_full``.
     queue_size: int = 8192
     #: Instrument httpx / httpx2 so HTTP client spans nest under LLM spans.
     http_spans: bool = True
     #: Identity fields allowed to cross process boundaries as W3C baggage (none by default).
     baggage_keys: str = ""
+    #: A masking policy YAML file layered over the shipped default ("" = the default alone).
+    masking_policy: str = ""
+    #: Seconds one span may spend in detection before its content is withheld (fail closed).
+    masking_timeout: float = 2.0
+    #: When the queue is full: ``drop`` the span's content at once, or ``block`` the caller
+    #: up to ``queue_block_ms`` for room first. Either way the span itself is exported.
+    queue_full: str = "drop"
+    #: The longest the caller waits for room in the queue with ``queue_full=block``.
+    queue_block_ms: int = 50
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -84,6 +102,10 @@ class Settings:
             "queue_size": _int_env(env, "queue_size", 8192),
             "http_spans": _bool_env(env, "http_spans", True),
             "baggage_keys": env.get(ENVIRONMENT_VARIABLES["baggage_keys"], ""),
+            "masking_policy": env.get(ENVIRONMENT_VARIABLES["masking_policy"], "").strip(),
+            "masking_timeout": _float_env(env, "masking_timeout", 2.0),
+            "queue_full": env.get(ENVIRONMENT_VARIABLES["queue_full"], "").strip().lower() or "drop",
+            "queue_block_ms": _int_env(env, "queue_block_ms", 50),
         }
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
@@ -94,6 +116,13 @@ class Settings:
         values["content"] = parse_content_mode(values["content"])
         if isinstance(values["price_files"], str):
             values["price_files"] = (values["price_files"],)
+        if values["queue_full"] not in QUEUE_FULL_POLICIES:
+            raise ValueError(
+                f"{ENVIRONMENT_VARIABLES['queue_full']} must be one of {', '.join(QUEUE_FULL_POLICIES)}; "
+                f"got {values['queue_full']!r}"
+            )
+        if not values["masking_timeout"] > 0:
+            raise ValueError(f"{ENVIRONMENT_VARIABLES['masking_timeout']} must be a positive number of seconds")
         return cls(**values)
 
 
@@ -119,7 +148,20 @@ def _content_from_env(env: Any) -> ContentMode:
             logger.warning("otel-llm-audit: ignoring %s=%r (not a known value)", GENAI_CAPTURE_ENV, theirs)
             return ContentMode.NONE
         return mode
-    return ContentMode.NONE
+    return ContentMode.MASKED
+
+
+def _float_env(env: Any, name: str, default: float) -> float:
+    raw = env.get(ENVIRONMENT_VARIABLES[name])
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{ENVIRONMENT_VARIABLES[name]} must be a number; got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"{ENVIRONMENT_VARIABLES[name]} must be positive; got {raw!r}")
+    return value
 
 
 def _int_env(env: Any, name: str, default: int) -> int:
@@ -173,3 +215,28 @@ def set_settings(settings: Settings | None) -> None:
 def updated(settings: Settings, **changes: Any) -> Settings:
     """A copy of ``settings`` with some fields changed."""
     return replace(settings, **changes)
+
+
+def effective_settings(settings: Settings, *, content_allowed: bool, masked: bool) -> Settings:
+    """The settings for one span: no content when it must be dropped, hashes when it cannot be masked."""
+    mode = settings.content
+    if not content_allowed and mode is not ContentMode.NONE:
+        return updated(settings, content=ContentMode.NONE)
+    if mode is ContentMode.MASKED and not masked:
+        _warn_no_masking_stage()
+        return updated(settings, content=ContentMode.HASH)
+    return settings
+
+
+_warned_no_masking = False
+
+
+def _warn_no_masking_stage() -> None:
+    global _warned_no_masking
+    if not _warned_no_masking:
+        _warned_no_masking = True
+        logger.warning(
+            "otel-llm-audit: content mode is 'masked' but a span's pipeline has no masking stage (build it with "
+            "otel_llm_audit.configure() or AuditSpanProcessor.attach_to(..., masking=...)); content is recorded "
+            "as hashes only"
+        )

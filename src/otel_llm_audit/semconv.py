@@ -224,6 +224,8 @@ LLM_AUDIT_CONTENT_MODE: Final = "llm_audit.content.mode"
 #: A JSON object mapping each content attribute key to the list of SHA-256 hex digests of each
 #: message's canonical JSON.
 LLM_AUDIT_CONTENT_HASHES: Final = "llm_audit.content.hashes"
+#: A JSON object of the variables filled into a prompt template.
+LLM_AUDIT_PROMPT_VARIABLES: Final = "llm_audit.prompt.variables"
 #: Whether any recorded content attribute was truncated to fit size limits.
 LLM_AUDIT_CONTENT_TRUNCATED: Final = "llm_audit.content.truncated"
 
@@ -248,6 +250,10 @@ LLM_AUDIT_REDACTION_STATUS: Final = "llm_audit.redaction.status"
 LLM_AUDIT_REDACTION_ENTITIES: Final = "llm_audit.redaction.entities"
 #: The version of the redaction policy (recognizers, thresholds) that was applied.
 LLM_AUDIT_REDACTION_POLICY_VERSION: Final = "llm_audit.redaction.policy.version"
+#: Whether a masking cache lookup found the text.
+LLM_AUDIT_REDACTION_CACHE_RESULT: Final = "llm_audit.redaction.cache.result"
+#: Why redaction failed on this span (set only when llm_audit.redaction.status is failed).
+LLM_AUDIT_REDACTION_FAILURE: Final = "llm_audit.redaction.failure"
 
 # --- registry.llm_audit.policy (otel-llm-audit)
 # Attributes of the llm_audit.policy event (a policy or guardrail decision).
@@ -460,6 +466,28 @@ class LlmAuditRedactionStatusValues:
     FAILED: Final = "failed"
 
 
+class LlmAuditRedactionCacheResultValues:
+    """Well-known values of ``llm_audit.redaction.cache.result``."""
+
+    #: The text was masked before; the cached result was used.
+    HIT: Final = "hit"
+    #: The text had to be analysed.
+    MISS: Final = "miss"
+
+
+class LlmAuditRedactionFailureValues:
+    """Well-known values of ``llm_audit.redaction.failure``."""
+
+    #: Detection raised an error.
+    ERROR: Final = "error"
+    #: Detection did not finish within the masking timeout.
+    TIMEOUT: Final = "timeout"
+    #: The masking queue was full when the span ended.
+    QUEUE_FULL: Final = "queue_full"
+    #: No masker could be built (presidio missing or failed to start).
+    UNAVAILABLE: Final = "unavailable"
+
+
 class LlmAuditPolicyActionValues:
     """Well-known values of ``llm_audit.policy.action``."""
 
@@ -580,6 +608,18 @@ METRIC_LLM_AUDIT_INSTRUMENTATION_ERRORS_DESCRIPTION: Final = (
     "Exceptions raised and swallowed inside otel-llm-audit's own code."
 )
 
+#: counter: Spans that went through the masking stage, by outcome.
+METRIC_LLM_AUDIT_REDACTION_SPANS: Final = "llm_audit.redaction.spans"
+METRIC_LLM_AUDIT_REDACTION_SPANS_UNIT: Final = "{span}"
+METRIC_LLM_AUDIT_REDACTION_SPANS_DESCRIPTION: Final = "Spans that went through the masking stage, by outcome."
+
+#: counter: Texts the masker looked up in its result cache, by hit or miss.
+METRIC_LLM_AUDIT_REDACTION_CACHE_LOOKUPS: Final = "llm_audit.redaction.cache.lookups"
+METRIC_LLM_AUDIT_REDACTION_CACHE_LOOKUPS_UNIT: Final = "{text}"
+METRIC_LLM_AUDIT_REDACTION_CACHE_LOOKUPS_DESCRIPTION: Final = (
+    "Texts the masker looked up in its result cache, by hit or miss."
+)
+
 
 #: Every attribute key in the registry (upstream and ours).
 ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
@@ -658,7 +698,10 @@ ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_POLICY_NAME,
         LLM_AUDIT_POLICY_SOURCE,
         LLM_AUDIT_PRICING_VERSION,
+        LLM_AUDIT_PROMPT_VARIABLES,
+        LLM_AUDIT_REDACTION_CACHE_RESULT,
         LLM_AUDIT_REDACTION_ENTITIES,
+        LLM_AUDIT_REDACTION_FAILURE,
         LLM_AUDIT_REDACTION_POLICY_VERSION,
         LLM_AUDIT_REDACTION_STATUS,
         LLM_AUDIT_REVIEW_ACTION,
@@ -699,7 +742,10 @@ LLM_AUDIT_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_POLICY_NAME,
         LLM_AUDIT_POLICY_SOURCE,
         LLM_AUDIT_PRICING_VERSION,
+        LLM_AUDIT_PROMPT_VARIABLES,
+        LLM_AUDIT_REDACTION_CACHE_RESULT,
         LLM_AUDIT_REDACTION_ENTITIES,
+        LLM_AUDIT_REDACTION_FAILURE,
         LLM_AUDIT_REDACTION_POLICY_VERSION,
         LLM_AUDIT_REDACTION_STATUS,
         LLM_AUDIT_REVIEW_ACTION,
@@ -709,5 +755,44 @@ LLM_AUDIT_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_SDK_VERSION,
         LLM_AUDIT_TEAM,
         LLM_AUDIT_TENANT_ID,
+    }
+)
+
+#: Content attributes holding JSON documents: masked inside their strings (x-masking: json).
+MASKED_JSON_KEYS: Final[frozenset[str]] = frozenset(
+    {
+        GEN_AI_INPUT_MESSAGES,
+        GEN_AI_MEMORY_RECORDS,
+        GEN_AI_OUTPUT_MESSAGES,
+        GEN_AI_RETRIEVAL_DOCUMENTS,
+        GEN_AI_SYSTEM_INSTRUCTIONS,
+        GEN_AI_TOOL_CALL_ARGUMENTS,
+        GEN_AI_TOOL_CALL_RESULT,
+        GEN_AI_TOOL_DEFINITIONS,
+        LLM_AUDIT_POLICY_DETAILS,
+        LLM_AUDIT_PROMPT_VARIABLES,
+    }
+)
+
+#: Content attributes holding plain text: masked as text (x-masking: text).
+MASKED_TEXT_KEYS: Final[frozenset[str]] = frozenset(
+    {
+        EXCEPTION_MESSAGE,
+        EXCEPTION_STACKTRACE,
+        GEN_AI_MEMORY_QUERY_TEXT,
+        GEN_AI_RETRIEVAL_QUERY_TEXT,
+        LLM_AUDIT_REVIEW_REASON,
+    }
+)
+
+#: Content that is part of what is sent to a model provider (x-sent-to-model).
+SENT_TO_MODEL_KEYS: Final[frozenset[str]] = frozenset(
+    {
+        GEN_AI_INPUT_MESSAGES,
+        GEN_AI_RETRIEVAL_DOCUMENTS,
+        GEN_AI_RETRIEVAL_QUERY_TEXT,
+        GEN_AI_SYSTEM_INSTRUCTIONS,
+        GEN_AI_TOOL_DEFINITIONS,
+        LLM_AUDIT_PROMPT_VARIABLES,
     }
 )

@@ -177,12 +177,13 @@ def test_content_hash_of_chat_messages(make_audit: Any, make_client: Any) -> Non
 @pytest.mark.parametrize(
     ("ours", "theirs", "expected"),
     [
-        (None, "SPAN_ONLY", ContentMode.RAW),
-        (None, "span_and_event", ContentMode.RAW),
+        (None, "SPAN_ONLY", ContentMode.MASKED),
+        (None, "span_and_event", ContentMode.MASKED),
         (None, "NO_CONTENT", ContentMode.NONE),
         (None, "EVENT_ONLY", ContentMode.NONE),
         ("hash", "SPAN_ONLY", ContentMode.HASH),
-        (None, None, ContentMode.NONE),
+        ("raw", "NO_CONTENT", ContentMode.RAW),
+        (None, None, ContentMode.MASKED),
     ],
 )
 def test_content_mode_from_environment(
@@ -209,6 +210,13 @@ def test_content_mode_from_environment(
         assert _json_attr(span, semconv.GEN_AI_INPUT_MESSAGES) == [
             {"role": "user", "parts": [{"type": "text", "content": SECRET_PROMPT}]}
         ]
+    elif expected is ContentMode.MASKED:
+        masked = SECRET_PROMPT.replace("4111 1111 1111 1111", "<CREDIT_CARD>")
+        assert _json_attr(span, semconv.GEN_AI_INPUT_MESSAGES) == [
+            {"role": "user", "parts": [{"type": "text", "content": masked}]}
+        ]
+        assert span.attributes[semconv.LLM_AUDIT_REDACTION_STATUS] == "masked"
+        assert json.loads(span.attributes[semconv.LLM_AUDIT_REDACTION_ENTITIES]) == {"CREDIT_CARD": 1}
     else:
         assert SECRET_PROMPT not in _all_text(span)
     assert (semconv.LLM_AUDIT_CONTENT_HASHES in span.attributes) is (expected is ContentMode.HASH)

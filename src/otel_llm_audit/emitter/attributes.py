@@ -176,7 +176,7 @@ def _content_attributes(record: LLMCall, settings: Settings, attrs: dict[str, At
     if mode is ContentMode.NONE:
         return
     encoder = ContentEncoder(settings.max_content_chars)
-    if mode is ContentMode.RAW:
+    if mode is ContentMode.RAW or mode is ContentMode.MASKED:  # masked: the masking stage comes next
         if record.system_instructions:
             attrs[semconv.GEN_AI_SYSTEM_INSTRUCTIONS] = encoder.dumps(record.system_instructions)
         if record.input_messages:

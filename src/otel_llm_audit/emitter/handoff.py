@@ -17,7 +17,15 @@ from opentelemetry.trace import Span
 SCOPE_PREFIX = "otel_llm_audit"
 
 _pending: dict[tuple[int, int], Any] = {}
-_UNSET = object()
+
+
+class _Claim:
+    """A claim not yet handed a completion; remembers which processor made it."""
+
+    __slots__ = ("claimer",)
+
+    def __init__(self, claimer: Any) -> None:
+        self.claimer = claimer
 
 
 def _key(span: Any) -> tuple[int, int]:
@@ -25,13 +33,19 @@ def _key(span: Any) -> tuple[int, int]:
     return (ctx.trace_id, ctx.span_id)
 
 
-def claim(span: Span) -> None:
+def claim(span: Span, claimer: Any = None) -> None:
     """Called by the audit processor at span start: this span will be completed downstream."""
-    _pending[_key(span)] = _UNSET
+    _pending[_key(span)] = _Claim(claimer)
 
 
 def is_claimed(span: Span) -> bool:
     return _key(span) in _pending
+
+
+def claimer_of(span: Span) -> Any | None:
+    """The processor that claimed ``span`` (and has not yet been handed its completion)."""
+    found = _pending.get(_key(span))
+    return found.claimer if isinstance(found, _Claim) else None
 
 
 def hand_over(span: Span, completion: Any) -> None:
@@ -42,7 +56,7 @@ def hand_over(span: Span, completion: Any) -> None:
 def take(span: Any) -> Any | None:
     """The completion handed over for ``span`` (``None`` if there is none); forgets the claim."""
     completion = _pending.pop(_key(span), None)
-    return None if completion is _UNSET else completion
+    return None if isinstance(completion, _Claim) else completion
 
 
 def outstanding() -> int:

@@ -19,8 +19,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from otel_llm_audit import _guard, semconv
-from otel_llm_audit.config import ContentMode, get_settings
+from otel_llm_audit.config import ContentMode, effective_settings, get_settings
 from otel_llm_audit.context import current_identity
+from otel_llm_audit.emitter import handoff
 from otel_llm_audit.emitter.attributes import AttributeValue, error_info, exception_event
 from otel_llm_audit.emitter.content import ContentEncoder, canonical_hash
 from otel_llm_audit.records import AgentInvocation, HumanReview, MemoryOperation, PolicyEvent, ToolExecution
@@ -62,7 +63,7 @@ class StepSpan:
         try:
             if exc is not None and self.record.error is None:
                 self.record.error = error_info(exc)
-            attrs = step_end_attributes(self.record)
+            attrs = step_end_attributes(self.record, masked_downstream=_masked_downstream(self.span))
             self.span.set_attributes(attrs)
             if self.record.error is not None:
                 self.span.set_status(Status(StatusCode.ERROR, self.record.error.message))
@@ -105,10 +106,15 @@ def _step_start(record: Step) -> tuple[str, SpanKind, dict[str, AttributeValue]]
     return record.operation, SpanKind.INTERNAL, attrs
 
 
-def step_end_attributes(record: Step) -> dict[str, AttributeValue]:
+def _masked_downstream(span: Span) -> bool:
+    """Whether the processor that claimed ``span`` masks it before export."""
+    return bool(getattr(handoff.claimer_of(span), "masks", False))
+
+
+def step_end_attributes(record: Step, *, masked_downstream: bool = False) -> dict[str, AttributeValue]:
     """What the step learned by its end: ids, results, records, per the content setting."""
     attrs: dict[str, AttributeValue] = {}
-    content = _StepContent()
+    content = _StepContent(masked_downstream)
     if isinstance(record, ToolExecution):
         _put(attrs, semconv.GEN_AI_TOOL_CALL_ID, record.call_id)
         _put(attrs, semconv.GEN_AI_TOOL_DESCRIPTION, record.description)
@@ -141,8 +147,8 @@ def step_end_attributes(record: Step) -> dict[str, AttributeValue]:
 class _StepContent:
     """Content of a step per the ``content`` setting: JSON, hashes, or nothing."""
 
-    def __init__(self) -> None:
-        settings = get_settings()
+    def __init__(self, masked_downstream: bool) -> None:
+        settings = effective_settings(get_settings(), content_allowed=True, masked=masked_downstream)
         self.mode = settings.content
         self.encoder = ContentEncoder(settings.max_content_chars)
         self.hashes: dict[str, list[str]] = {}

@@ -24,7 +24,7 @@ from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode,
 
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
-from otel_llm_audit.config import ContentMode, Settings, get_settings, updated
+from otel_llm_audit.config import Settings, effective_settings, get_settings
 from otel_llm_audit.context import AuditIdentity, current_identity
 from otel_llm_audit.emitter import handoff
 from otel_llm_audit.emitter.attributes import (
@@ -48,8 +48,10 @@ class PendingCompletion:
     record: LLMCall
     identity: AuditIdentity | None
 
-    def complete(self, content_allowed: bool = True) -> SpanContent:
-        return self.emitter.complete(self.record, self.identity, content_allowed=content_allowed)
+    def complete(self, content_allowed: bool = True, masked_downstream: bool = False) -> SpanContent:
+        return self.emitter.complete(
+            self.record, self.identity, content_allowed=content_allowed, masked_downstream=masked_downstream
+        )
 
 
 class LLMCallSpan:
@@ -185,11 +187,20 @@ class Emitter:
                 span.add_event(event.name, event.attributes, event.timestamp)
         span.end(end_time=record.end_ns)
 
-    def complete(self, record: LLMCall, identity: AuditIdentity | None, *, content_allowed: bool = True) -> SpanContent:
-        """Everything that describes a finished call, and its metrics. Safe to run on any thread."""
-        settings = get_settings()
-        if not content_allowed and settings.content is not ContentMode.NONE:
-            settings = updated(settings, content=ContentMode.NONE)
+    def complete(
+        self,
+        record: LLMCall,
+        identity: AuditIdentity | None,
+        *,
+        content_allowed: bool = True,
+        masked_downstream: bool = False,
+    ) -> SpanContent:
+        """Everything that describes a finished call, and its metrics. Safe to run on any thread.
+
+        ``masked_downstream`` says a masking stage will see the span before any exporter; in
+        ``masked`` mode content is recorded only then (else as hashes: never unmasked).
+        """
+        settings = effective_settings(get_settings(), content_allowed=content_allowed, masked=masked_downstream)
         try:
             record.resolve()
         except Exception as err:

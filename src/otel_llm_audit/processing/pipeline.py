@@ -1,15 +1,19 @@
-"""The audit span processor: completes our spans off the caller's thread, then exports them.
+"""The audit span processor: completes and masks spans off the caller's thread, then exports them.
 
 OpenTelemetry freezes a span when it ends, and the caller's thread should pay no more than
 an enqueue. So this processor claims our spans when they start; when one ends, the emitter
 hands over the call's record, the span goes into a bounded queue, and a worker thread builds
-the complete copy (request parameters, usage, content, cost, metrics) and passes the copy to
-the downstream processors (a ``BatchSpanProcessor`` around the exporter). Spans of other
-instrumentations pass straight through.
+the complete copy (request parameters, usage, content, cost, metrics). With a masking stage
+(content mode ``masked``, the default) every span, ours and other instrumentations', goes
+through the queue, and the worker hands each batch to the stage, whose masked copies are what
+the downstream processors (a ``BatchSpanProcessor`` per exporter) receive. Without one,
+spans of other instrumentations pass straight through.
 
-Nothing is lost silently: if the queue is full, the span is completed on the caller's thread
-without content (content gives way before spans), and the drop is counted and logged.
-``force_flush`` and ``shutdown`` wait until the worker has passed everything queued before them.
+Nothing is lost silently, and nothing leaves unmasked: if the queue is full, the caller either
+waits a bounded time for room (``queue_full=block``) or at once completes the span without
+content, with whatever else could carry personal data (events, status) withheld; every such
+span is flagged, counted and logged. ``force_flush`` and ``shutdown`` wait until the worker
+has passed everything queued before them.
 """
 
 from __future__ import annotations
@@ -21,20 +25,26 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Status
 
-from otel_llm_audit import _guard
+from otel_llm_audit import _guard, semconv
 from otel_llm_audit.emitter import handoff
 from otel_llm_audit.emitter.attributes import SpanContent
-from otel_llm_audit.emitter.deferred import DeferredSpan, bounded
+from otel_llm_audit.emitter.deferred import DeferredSpan
+from otel_llm_audit.processing.span_copy import replace_span
+
+if TYPE_CHECKING:
+    from otel_llm_audit.processing.masking_stage import MaskingStage
 
 logger = logging.getLogger("otel_llm_audit")
 
-_STOP = object()
+_QUEUE_FULL = semconv.LlmAuditRedactionFailureValues.QUEUE_FULL
+_UNAVAILABLE = semconv.LlmAuditRedactionFailureValues.UNAVAILABLE
 
 
 class _Marker:
@@ -63,8 +73,15 @@ class AuditSpanProcessor(SpanProcessor):
         queue_size: int = 8192,
         batch_size: int = 64,
         interval: float = 0.1,
+        masking: MaskingStage | None = None,
+        queue_full: str = "drop",
+        queue_block_ms: int = 50,
     ) -> None:
         self._downstream = tuple(downstream)
+        self._masking = masking
+        self._block_s = queue_block_ms / 1000 if queue_full == "block" else 0.0
+        self._local = threading.local()
+        self._worker_ident: int | None = None
         self._items: collections.deque[Any] = collections.deque()
         self._max_items = queue_size
         self._batch_size = max(1, min(batch_size, queue_size))
@@ -77,6 +94,16 @@ class AuditSpanProcessor(SpanProcessor):
         if hasattr(os, "register_at_fork"):
             weak_self = weakref.ref(self)
             os.register_at_fork(after_in_child=lambda: _restart_in_child(weak_self))
+
+    @property
+    def masking(self) -> MaskingStage | None:
+        """The masking stage every span passes before export, if any."""
+        return self._masking
+
+    @property
+    def masks(self) -> bool:
+        """Whether spans are masked before they reach the downstream processors."""
+        return self._masking is not None
 
     @property
     def dropped_content_count(self) -> int:
@@ -92,40 +119,52 @@ class AuditSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         scope = span.instrumentation_scope
         if scope is not None and scope.name.startswith(handoff.SCOPE_PREFIX):
-            handoff.claim(span)
+            handoff.claim(span, self)
         for processor in self._downstream:
             processor.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
+        if getattr(self._local, "passing", None) is span:  # one of ours, already completed and masked
+            self._forward(span)
+            return
         pending = handoff.take(span)
-        if pending is None:
+        if pending is None and self._masking is None:
             self._forward(span)
             return
         if self._shutdown:
-            self._complete_and_forward(span, pending, content_allowed=False)
+            self._forward(self._withheld(self._complete(span, pending, content_allowed=False), _UNAVAILABLE))
             return
-        items = self._items
-        if len(items) >= self._max_items:
+        if not self._enqueue((span, pending)):
             self._note_dropped_content()
-            self._complete_and_forward(span, pending, content_allowed=False)
-            return
-        items.append((span, pending))
-        if len(items) % self._batch_size == 0:  # every full batch, not just the first
-            with self._wake:
-                self._wake.notify()
+            self._forward(self._withheld(self._complete(span, pending, content_allowed=False), _QUEUE_FULL))
 
     def submit(self, deferred: DeferredSpan) -> None:
         """The fast path's end of call: queue a span to build, complete and publish off-thread."""
-        items = self._items
-        if self._shutdown or len(items) >= self._max_items:
-            if not self._shutdown:
-                self._note_dropped_content()
-            self._build_and_publish(deferred, content_allowed=False)
+        if self._shutdown:
+            self._build_and_publish([deferred], content_allowed=False, failure=_UNAVAILABLE)
             return
-        items.append(deferred)
+        if not self._enqueue(deferred):
+            self._note_dropped_content()
+            self._build_and_publish([deferred], content_allowed=False, failure=_QUEUE_FULL)
+
+    def _enqueue(self, item: Any) -> bool:
+        """Append ``item`` for the worker; False when the queue stays full (after waiting, if set to)."""
+        items = self._items
+        if len(items) >= self._max_items:
+            if not self._block_s or threading.get_ident() == self._worker_ident:
+                return False
+            with self._wake:
+                self._wake.notify()
+            deadline = time.monotonic() + self._block_s
+            while len(items) >= self._max_items:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.0005)
+        items.append(item)
         if len(items) % self._batch_size == 0:  # every full batch, not just the first
             with self._wake:
                 self._wake.notify()
+        return True
 
     @classmethod
     def attach_to(
@@ -134,7 +173,8 @@ class AuditSpanProcessor(SpanProcessor):
         """Install on ``provider`` in front of ``exporters`` (each behind a ``BatchSpanProcessor``).
 
         Registered this way, our spans are built off the caller's thread entirely (the fast
-        path); added with ``provider.add_span_processor`` they are completed off it.
+        path); added with ``provider.add_span_processor`` they are completed off it. Pass
+        ``masking=MaskingStage.from_settings(...)`` to mask every span before the exporters.
         """
         processor = cls([BatchSpanProcessor(e) for e in exporters], **options)
         provider.add_span_processor(processor)
@@ -160,20 +200,21 @@ class AuditSpanProcessor(SpanProcessor):
         self._wait_for(_Marker(stop=True), time.monotonic() + 30)
         self._worker.join(timeout=5)
         self._drain_here()  # a call that slipped in behind the stop marker is not lost
+        if self._masking is not None:
+            self._masking.shutdown()
         for processor in self._downstream:
             processor.shutdown()
 
     def _drain_here(self) -> None:
         items = self._items
+        batch: list[Any] = []
         while items:
             item = items.popleft()
             if isinstance(item, _Marker):
                 item.done.set()
-            elif isinstance(item, DeferredSpan):
-                self._build_and_publish(item, content_allowed=True)
             else:
-                span, pending = item
-                self._complete_and_forward(span, pending, content_allowed=True)
+                batch.append(item)
+        self._process(batch)
 
     def _wait_for(self, marker: _Marker, deadline: float) -> bool:
         """Queue ``marker`` behind everything queued so far and wait until the worker reaches it."""
@@ -185,7 +226,9 @@ class AuditSpanProcessor(SpanProcessor):
     # Worker ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._worker_ident = threading.get_ident()
         items = self._items
+        batch: list[Any] = []
         while True:
             if not items:
                 with self._wake:
@@ -193,35 +236,92 @@ class AuditSpanProcessor(SpanProcessor):
             while items:
                 item = items.popleft()
                 if isinstance(item, _Marker):
+                    self._process(batch)  # everything before the marker, before it is done
+                    batch = []
                     item.done.set()
                     if item.stop:
                         return
                     continue
-                if isinstance(item, DeferredSpan):
-                    self._build_and_publish(item, content_allowed=True)
-                    continue
-                span, pending = item
-                self._complete_and_forward(span, pending, content_allowed=True)
+                batch.append(item)
+                if len(batch) >= self._batch_size:
+                    self._process(batch)
+                    batch = []
+            self._process(batch)
+            batch = []
 
-    def _complete_and_forward(self, span: ReadableSpan, pending: Any, *, content_allowed: bool) -> None:
+    def _process(self, batch: list[Any]) -> None:
+        """Complete, mask and pass on a batch: spans to the downstream processors, ours published."""
+        if not batch:
+            return
+        deferred = [item for item in batch if isinstance(item, DeferredSpan)]
+        if deferred:
+            self._build_and_publish(deferred, content_allowed=True)
+        if len(deferred) == len(batch):
+            return
+        completed = [
+            self._complete(span, pending, content_allowed=True)
+            for span, pending in (item for item in batch if not isinstance(item, DeferredSpan))
+        ]
+        for span in self._mask(completed):
+            self._forward(span)
+
+    def _mask(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
+        masking = self._masking
+        if masking is None:
+            return spans
         try:
-            content = pending.complete(content_allowed=content_allowed)
-            completed = completed_copy(span, content)
+            return masking.process(spans)
+        except Exception as err:
+            _guard.report_internal_error("pipeline.mask", err)
+            return [self._withheld(span, semconv.LlmAuditRedactionFailureValues.ERROR) for span in spans]
+
+    def _withheld(self, span: ReadableSpan, failure: str) -> ReadableSpan:
+        """``span`` with its content withheld, when there is a masking stage (else as it is)."""
+        masking = self._masking
+        if masking is None:
+            return span
+        try:
+            return masking.withhold(span, failure)
+        except Exception as err:  # the last line of defence: drop the span's attributes rather than leak
+            _guard.report_internal_error("pipeline.withhold", err)
+            return replace_span(span, attributes={}, events=(), status=Status(span.status.status_code))
+
+    def _complete(self, span: ReadableSpan, pending: Any, *, content_allowed: bool) -> ReadableSpan:
+        if pending is None:
+            return span
+        try:
+            content = pending.complete(content_allowed=content_allowed, masked_downstream=self.masks)
+            return completed_copy(span, content)
         except Exception as err:
             _guard.report_internal_error("pipeline.complete", err)
-            completed = span
-        self._forward(completed)
+            return span
 
-    def _build_and_publish(self, deferred: DeferredSpan, *, content_allowed: bool) -> None:
-        try:
-            content = deferred.completion.complete(content_allowed=content_allowed)
-        except Exception as err:
-            _guard.report_internal_error("pipeline.complete", err)
-            content = SpanContent()
-        try:
-            deferred.publish(deferred.build(content))
-        except Exception as err:
-            _guard.report_internal_error("pipeline.publish", err)
+    def _build_and_publish(
+        self, items: list[DeferredSpan], *, content_allowed: bool, failure: str | None = None
+    ) -> None:
+        built: list[ReadableSpan] = []
+        publishers: list[DeferredSpan] = []
+        for deferred in items:
+            try:
+                content = deferred.completion.complete(content_allowed=content_allowed, masked_downstream=self.masks)
+            except Exception as err:
+                _guard.report_internal_error("pipeline.complete", err)
+                content = SpanContent()
+            try:
+                built.append(deferred.build(content))
+                publishers.append(deferred)
+            except Exception as err:
+                _guard.report_internal_error("pipeline.build", err)
+        finished = self._mask(built) if failure is None else [self._withheld(span, failure) for span in built]
+        local = self._local
+        for deferred, span in zip(publishers, finished, strict=True):
+            local.passing = span  # our own on_end recognises it and forwards it as it is
+            try:
+                deferred.publish(span)
+            except Exception as err:
+                _guard.report_internal_error("pipeline.publish", err)
+            finally:
+                local.passing = None
 
     def _forward(self, span: ReadableSpan) -> None:
         for processor in self._downstream:
@@ -254,21 +354,7 @@ def completed_copy(span: ReadableSpan, content: SpanContent) -> ReadableSpan:
     """A new ended span: the original plus what the emitter completed. The original is untouched."""
     merged = dict(span.attributes or {})
     merged.update(content.attributes)
-    attributes = bounded(merged)
     events = list(span.events)
     for spec in content.events:
         events.append(Event(spec.name, spec.attributes, spec.timestamp or span.end_time))
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
-        events=events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return replace_span(span, attributes=merged, events=events)

@@ -212,7 +212,7 @@ class Masker:
 
         self._policy = policy
         self._replacer = Replacer(
-            policy.replacement, key=self._key(policy, pseudonym_key), length=policy.pseudonym_length
+            policy.replacement, key=self.pseudonym_key(policy, pseudonym_key), length=policy.pseudonym_length
         )
         self._setup: AnalyzerSetup = build_analyzer(policy)
         self._analyzer = self._setup.analyzer
@@ -229,7 +229,8 @@ class Masker:
         _log.debug("masker ready: policy %s, entities %s", policy.version, ", ".join(self._setup.entities))
 
     @staticmethod
-    def _key(policy: MaskingPolicy, explicit: bytes | None) -> bytes | None:
+    def pseudonym_key(policy: MaskingPolicy, explicit: bytes | None = None) -> bytes | None:
+        """The pseudonym key ``policy`` needs (``None`` in ``type`` mode); raises if it is missing or short."""
         if policy.replacement != "pseudonym":
             return None
         key = explicit
