@@ -52,9 +52,25 @@ def test_demo_records_one_trace_with_identity_tool_call_stream_and_embedding(
     inputs = json.loads(streamed.attributes[semconv.GEN_AI_INPUT_MESSAGES])
     assert [m["role"] for m in inputs] == ["system", "user", "assistant", "tool"]
     assert inputs[3]["parts"][0]["type"] == "tool_call_response"
+    # Masked by default: the made-up personal data never reaches the file.
+    assert inputs[1]["parts"][0]["content"] == (
+        "Is it warm enough in Paris for the transfer of patient MRN: <MEDICAL_RECORD_NUMBER> tomorrow? "
+        "Her daughter asks to be called on <PHONE_NUMBER> or mailed at <EMAIL_ADDRESS>."
+    )
+    for span in (first, streamed):
+        assert span.attributes[semconv.LLM_AUDIT_CONTENT_MODE] == "masked"
+        assert json.loads(span.attributes[semconv.LLM_AUDIT_REDACTION_ENTITIES]) == {
+            "EMAIL_ADDRESS": 1,
+            "MEDICAL_RECORD_NUMBER": 1,
+            "PHONE_NUMBER": 1,
+        }
+    file_text = output.read_text()
+    assert "40417733" not in file_text and "555 0143" not in file_text and "claire.martin" not in file_text
     # The show command reads the same file back.
     assert main(["show", str(output), "--trace", root.trace_id]) == 0
-    assert "handle discharge question" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "handle discharge question" in shown
+    assert "masking status=masked" in shown
 
 
 def test_otlp_json_file_uses_hex_ids_and_integer_enums(tmp_path: Path) -> None:

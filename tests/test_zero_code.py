@@ -34,9 +34,9 @@ APP = textwrap.dedent(
     import sys
     import openai
     client = openai.OpenAI(base_url=sys.argv[1], api_key="sk-test", max_retries=0)
+    question = sys.argv[2] if len(sys.argv) > 2 else "What is the capital of France?"
     reply = client.chat.completions.create(
-        model="gpt-4o-mini", temperature=0.5,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        model="gpt-4o-mini", temperature=0.5, messages=[{"role": "user", "content": question}],
     )
     print(reply.choices[0].message.content)
     """
@@ -49,13 +49,15 @@ def fake_model() -> Iterator[FakeModelServer]:
         yield server
 
 
-def _run_instrumented(tmp_path: Path, base_url: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _run_instrumented(
+    tmp_path: Path, base_url: str, *app_args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
     app = tmp_path / "app.py"
     app.write_text(APP)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_"))}
     clean.update(env)
     return subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, str(app), base_url],
+        [str(BIN / "opentelemetry-instrument"), sys.executable, str(app), base_url, *app_args],
         cwd=tmp_path,
         env=clean,
         capture_output=True,
@@ -119,6 +121,25 @@ def test_opentelemetry_instrument_writes_otlp_json_by_default(tmp_path: Path, fa
     metrics_lines = (tmp_path / "llm-audit" / "metrics.jsonl").read_text()
     assert '"name":"gen_ai.client.token.usage"' in metrics_lines
     assert '"name":"llm_audit.cost"' in metrics_lines
+
+
+def test_opentelemetry_instrument_masks_by_default(tmp_path: Path, fake_model: FakeModelServer) -> None:
+    """No setting at all: content is recorded masked, in the file the default writes."""
+    question = "Mail the results to jane.doe@example.com, SSN 219-09-9999."
+    result = _run_instrumented(tmp_path, fake_model.base_url, question)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "llm-audit" / "traces.jsonl").read_text()
+    assert "jane.doe@example.com" not in text and "219-09-9999" not in text
+    spans, bad = read_spans(tmp_path / "llm-audit" / "traces.jsonl")
+    assert bad == 0
+    attrs = _llm_span(spans).attributes
+    assert attrs[semconv.LLM_AUDIT_CONTENT_MODE] == "masked"
+    assert json.loads(attrs[semconv.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Mail the results to <EMAIL_ADDRESS>, SSN <US_SSN>."}]}
+    ]
+    assert attrs[semconv.LLM_AUDIT_REDACTION_STATUS] == "masked"
+    assert json.loads(attrs[semconv.LLM_AUDIT_REDACTION_ENTITIES]) == {"EMAIL_ADDRESS": 1, "US_SSN": 1}
+    assert attrs[semconv.LLM_AUDIT_AUDIT_RECORD] is True
 
 
 def test_disabling_our_entry_point_leaves_other_instrumentations(tmp_path: Path, fake_model: FakeModelServer) -> None:

@@ -17,9 +17,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--output", default="llm-audit/demo-traces.jsonl", help="OTLP JSON file to write")
     demo.add_argument(
         "--content",
-        default="raw",
-        choices=["none", "hash", "raw"],
-        help="content mode for the demo (its data is made up; default raw)",
+        default="masked",
+        choices=["masked", "raw", "hash", "none"],
+        help="content mode for the demo (default masked, as everywhere; its personal data is made up)",
     )
 
     show = commands.add_parser("show", help="print the traces in an OTLP JSON file as trees")

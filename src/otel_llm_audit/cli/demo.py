@@ -2,7 +2,9 @@
 
 No network and no API key: a loopback server speaks the OpenAI wire format. The app runs a
 chat that triggers a tool call, sends the tool result back for a streamed answer, and embeds
-a note, all inside one ``audit_context``; then the recorded trace is printed as a tree.
+a note, all inside one ``audit_context``; then the recorded trace is printed as a tree. The
+prompt carries made-up personal data (a record number, a phone number, an e-mail address),
+so the default content mode shows what masking leaves of it.
 """
 
 from __future__ import annotations
@@ -73,7 +75,11 @@ def run_demo(output: str, content: str, console: Console) -> int:
 def _scripted_app(client: Any, console: Console) -> None:
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": "You help ward staff prepare discharge notes."},
-        {"role": "user", "content": "Is it warm enough in Paris for the patient's transfer tomorrow?"},
+        {
+            "role": "user",
+            "content": "Is it warm enough in Paris for the transfer of patient MRN: 40417733 tomorrow? "
+            "Her daughter asks to be called on +1 415 555 0143 or mailed at claire.martin@example.org.",
+        },
     ]
     first = client.chat.completions.create(
         model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL], temperature=0.2, seed=7

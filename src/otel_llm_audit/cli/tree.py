@@ -94,6 +94,16 @@ def _details(span: SpanView) -> list[str]:
             lines.append(f"[magenta]{key}[/magenta] {_preview(attrs[key])}")
     if semconv.LLM_AUDIT_CONTENT_HASHES in attrs:
         lines.append(f"[magenta]content hashes[/magenta] {_short(attrs[semconv.LLM_AUDIT_CONTENT_HASHES], 90)}")
+    if semconv.LLM_AUDIT_REDACTION_STATUS in attrs:
+        redaction = [f"status={attrs[semconv.LLM_AUDIT_REDACTION_STATUS]}"]
+        for key, label in (
+            (semconv.LLM_AUDIT_REDACTION_FAILURE, "failure"),
+            (semconv.LLM_AUDIT_REDACTION_ENTITIES, "found"),
+            (semconv.LLM_AUDIT_REDACTION_POLICY_VERSION, "policy"),
+        ):
+            if key in attrs:
+                redaction.append(f"{label}={attrs[key]}")
+        lines.append("[blue]masking[/blue] " + "  ".join(redaction))
     for event in span.events:
         lines.append(f"[red]event[/red] {event['name']} {_short(json.dumps(event['attributes']), 100)}")
     return lines
