@@ -495,3 +495,41 @@ def test_the_readme_policy_example_is_a_valid_policy(tmp_path: Path) -> None:
     assert policy.extra_attribute_keys == ("user.email", "app.notes.*")
     assert "DATE_TIME" in policy.entities and "CRYPTO" not in policy.entities
     assert [r.entity for r in policy.custom_recognizers] == ["EMPLOYEE_ID"]
+
+
+def test_a_processor_the_user_adds_later_receives_our_spans_masked(
+    make_audit: Callable[..., Any], make_client: Callable[[], Any]
+) -> None:
+    audit = _masked_audit(make_audit)
+    other = InMemorySpanExporter()
+    audit.tracer_provider.add_span_processor(SimpleSpanProcessor(other))
+    make_client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    ours = audit.only_llm_span()
+    (theirs,) = [s for s in other.get_finished_spans() if s.name == "chat gpt-4o-mini"]
+    assert theirs.attributes[semconv.GEN_AI_INPUT_MESSAGES] == ours.attributes[semconv.GEN_AI_INPUT_MESSAGES]
+    assert theirs.attributes[semconv.LLM_AUDIT_REDACTION_STATUS] == "masked"
+    assert not any(value in _all_text(theirs) for value in SEEDED)
+
+
+def test_after_fork_the_child_masks_with_a_fresh_thread(make_audit: Callable[..., Any], tmp_path: Path) -> None:
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    audit = _masked_audit(make_audit)
+    out = tmp_path / "child.json"
+    pid = os.fork()
+    if pid == 0:  # the child: end a span, flush, write what was exported, exit without cleanup
+        code = 1
+        try:
+            with audit.tracer_provider.get_tracer("child").start_as_current_span("in child") as span:
+                span.set_status(Status(StatusCode.ERROR, f"child saw {EMAIL}"))
+            audit.pipeline.force_flush(10_000)
+            found = [s.status.description for s in audit.exporter.get_finished_spans() if s.name == "in child"]
+            out.write_text(json.dumps(found))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert json.loads(out.read_text()) == ["child saw <EMAIL_ADDRESS>"]

@@ -160,6 +160,7 @@ class MaskingStage:
         if thread is None or not thread.is_alive():  # after fork() the thread is gone in the child
             if self._stopped:
                 return False
+            self._current = None  # a batch the parent was masking will never finish here
             self._start()
         return True
 
@@ -171,11 +172,11 @@ class MaskingStage:
             return []
         if not self._ready.wait(_BUILD_WAIT_S) or self._redactor is None:
             return self._withhold_all(spans, _FAILURE.UNAVAILABLE)
+        if not self._alive():
+            return self._withhold_all(spans, _FAILURE.UNAVAILABLE)
         current = self._current
         if current is not None and not current.finished.is_set():
             return self._withhold_all(spans, _FAILURE.TIMEOUT)  # still stuck in an earlier batch
-        if not self._alive():
-            return self._withhold_all(spans, _FAILURE.UNAVAILABLE)
         job = _Job(spans)
         self._current = job
         self._jobs.put(job)
