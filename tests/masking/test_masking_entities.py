@@ -37,6 +37,11 @@ def masker() -> Masker:
 DETECTED = [
     # (input, exact masked output, entity counts)
     ("Email jane.doe@example.com today", "Email <EMAIL_ADDRESS> today", {"EMAIL_ADDRESS": 1}),
+    # An address after a path or query separator: presidio's own pattern missed the first one.
+    ("GET /api/users/jane@example.com/orders", "GET /api/users/<EMAIL_ADDRESS>/orders", {"EMAIL_ADDRESS": 1}),
+    ("https://crm.example.org/c/jane@example.com", "https://crm.example.org/c/<EMAIL_ADDRESS>", {"EMAIL_ADDRESS": 1}),
+    ("?email=jane@example.com&x=1", "?email=<EMAIL_ADDRESS>&x=1", {"EMAIL_ADDRESS": 1}),
+    ("o'brien+news@example.ie", "<EMAIL_ADDRESS>", {"EMAIL_ADDRESS": 1}),
     ("call me at (415) 555-0143", "call me at <PHONE_NUMBER>", {"PHONE_NUMBER": 1}),
     ("reach me on +44 20 7946 0958.", "reach me on <PHONE_NUMBER>.", {"PHONE_NUMBER": 1}),
     ("my cell is 415-555-0143", "my cell is <PHONE_NUMBER>", {"PHONE_NUMBER": 1}),

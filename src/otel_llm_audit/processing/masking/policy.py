@@ -57,7 +57,7 @@ BUILTIN_ENTITIES = frozenset(
 
 #: Bumped whenever the built-in recognizers change what they match, so that the policy
 #: version changes with them even when the YAML does not.
-BUILTIN_REVISION = 1
+BUILTIN_REVISION = 2
 
 _SHIPPED_PACKAGE = "otel_llm_audit.processing.masking"
 _SHIPPED_NAME = "default_policy.yaml"

@@ -118,14 +118,37 @@ class OfflineEmailRecognizer(EmailRecognizer):
     It also refuses an "address" whose local part is a credential (a token in a clone URL's
     user-info): the secret recognizers mask the credential under its own type, and the host
     after it is not personal data.
+
+    Its pattern does not let a local part contain "/", "=", "?" or "&" (which the RFC allows
+    and nobody uses): presidio's does, so in "GET /api/users/jane@example.com" it matched
+    "users/jane@example.com", whose "host" ``users`` then failed validation, and the address
+    was not masked at all; in a URL it swallowed the host, in a query string the key name.
     """
 
     _extractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        patterns = [Pattern(p.name, _without_separators(p.regex), p.score) for p in EmailRecognizer.PATTERNS]
+        super().__init__(patterns=patterns, **kwargs)
 
     def validate_result(self, pattern_text: str) -> bool:
         if _CREDENTIAL_LOCAL_PART.match(pattern_text):
             return False
         return bool(self._extractor(pattern_text).fqdn)
+
+
+#: The local part's special characters in presidio's e-mail pattern, and ours: without the
+#: path and query separators "/", "=", "?" and "&".
+_PRESIDIO_LOCAL_SPECIALS = "!#$%&'*+\\-/=?^_`{|}~"
+_OUR_LOCAL_SPECIALS = "!#$%'*+\\-^_`{|}~"
+
+
+def _without_separators(regex: str) -> str:
+    """presidio's e-mail pattern with path and query separators taken out of the local part."""
+    changed = regex.replace(_PRESIDIO_LOCAL_SPECIALS, _OUR_LOCAL_SPECIALS)
+    if changed == regex:  # presidio changed its pattern: keep it, and say the fix did not apply
+        _log.warning("otel-llm-audit: presidio's e-mail pattern changed; '/' before an address is not handled")
+    return changed
 
 
 class BoundedMedicalLicenseRecognizer(MedicalLicenseRecognizer):
