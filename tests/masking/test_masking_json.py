@@ -80,11 +80,11 @@ def test_input_messages_shape_preserved(masker: Masker) -> None:
         assert value not in result.text
 
 
-def test_keys_are_never_masked(masker: Masker) -> None:
+def test_keys_holding_personal_data_are_masked(masker: Masker) -> None:
     document = {"jane@example.com": "hello", "nested": [{"4111 1111 1111 1111": 1}]}
     result = masker.mask_json(json.dumps(document))
-    assert result.text == json.dumps(document)  # nothing masked: the input comes back as it was
-    assert not result.masked
+    assert json.loads(result.text) == {"<EMAIL_ADDRESS>": "hello", "nested": [{"<CREDIT_CARD>": 1}]}
+    assert dict(result.entities) == {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1}
 
 
 def test_member_name_is_context(masker: Masker) -> None:
@@ -133,3 +133,21 @@ def test_repeated_values_counted_per_occurrence_and_analysed_once(masker: Masker
     # nine leaves, three distinct ("user", "text", the content): each analysed once
     assert fresh.cache_misses == 3
     assert fresh.cache_hits == 6
+
+
+def test_member_names_holding_personal_data_are_masked_and_never_merged(masker: Masker) -> None:
+    document = '{"recipients":{"jane.doe@example.com":"cc","bob@example.org":"to"},"role":"user","n":1}'
+    result = masker.mask_json(document)
+    assert json.loads(result.text) == {
+        "recipients": {"<EMAIL_ADDRESS>": "cc", "<EMAIL_ADDRESS>#2": "to"},
+        "role": "user",
+        "n": 1,
+    }
+    assert dict(result.entities) == {"EMAIL_ADDRESS": 2}
+
+
+def test_short_identifier_names_are_not_analysed(masker: Masker) -> None:
+    before = masker.cache_misses
+    result = masker.mask_json('{"role":"user","patient_id":"p-1","content":"hello there"}')
+    assert result.text == '{"role":"user","patient_id":"p-1","content":"hello there"}'
+    assert masker.cache_misses - before <= 3  # the three values at most, no member name

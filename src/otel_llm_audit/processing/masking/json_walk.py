@@ -6,6 +6,10 @@ replacement that swallows a quote) and analyses the structure's own punctuation 
 instead the document is parsed, its string values are masked one by one (so a message that
 is resent in the next call is a cache hit, whatever surrounds it), and it is serialised again.
 
+Member names are masked too, unless they are short identifiers ("role", "content"): a tool's
+arguments may well be keyed by e-mail address. Two names masked alike are numbered
+(``<EMAIL_ADDRESS>``, ``<EMAIL_ADDRESS>#2``) so no member is lost.
+
 Each value is analysed together with the name of the member that holds it, as context:
 ``{"ssn": "219099999"}`` carries its context word in the key, not in the value. Integers are
 looked at too (``{"phone": 4155550143}``); one that holds personal data is replaced by the
@@ -15,6 +19,7 @@ masked string, the only change of type this walk makes, because leaking it would
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 __all__ = ["collect", "dumps", "is_json", "rebuild", "try_parse"]
@@ -41,8 +46,16 @@ def is_json(value: Any) -> bool:
     return value is not _NOT_JSON
 
 
+#: Member names that cannot hold anything the masker looks for: short identifiers ("role",
+#: "content", "patient_id"). Others (an address or a phone number used as a key, a token)
+#: are masked like values; the shortest secret we detect (an AWS key id) has 20 characters.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,15}")
+#: The context of a member name being masked: none (a key has no key of its own).
+KEY_CONTEXT: str | None = None
+
+
 def collect(document: Any) -> list[tuple[str | None, str]]:
-    """Every maskable leaf as (nearest member name, text), in document order."""
+    """Every maskable leaf as (nearest member name, text), in document order; member names too."""
     found: list[tuple[str | None, str]] = []
     stack: list[tuple[Any, str | None]] = [(document, None)]
     while stack:
@@ -50,6 +63,7 @@ def collect(document: Any) -> list[tuple[str | None, str]]:
         if isinstance(node, str):
             found.append((key, node))
         elif isinstance(node, dict):
+            found.extend((KEY_CONTEXT, k) for k in node if not _PLAIN_KEY.fullmatch(k))
             stack.extend((v, k) for k, v in reversed(list(node.items())))
         elif isinstance(node, list):
             stack.extend((v, key) for v in reversed(node))
@@ -65,7 +79,13 @@ def rebuild(document: Any, masked: dict[tuple[str | None, str], str]) -> Any:
         if isinstance(node, str):
             return masked.get((key, node), node)
         if isinstance(node, dict):
-            return {k: walk(v, k) for k, v in node.items()}
+            out: dict[str, Any] = {}
+            for k, v in node.items():
+                name = masked.get((KEY_CONTEXT, k), k)
+                if name in out:  # two masked names collide: number them, never merge members
+                    name = next(f"{name}#{n}" for n in range(2, len(node) + 2) if f"{name}#{n}" not in out)
+                out[name] = walk(v, k)
+            return out
         if isinstance(node, list):
             return [walk(v, key) for v in node]
         if isinstance(node, int) and not isinstance(node, bool):
