@@ -81,7 +81,7 @@ def rebuild(document: Any, masked: dict[tuple[str | None, str], str]) -> Any:
         if isinstance(node, dict):
             out: dict[str, Any] = {}
             for k, v in node.items():
-                name = masked.get((KEY_CONTEXT, k), k)
+                name = masked.get((KEY_CONTEXT, k)) or str(k)
                 if name in out:  # two masked names collide: number them, never merge members
                     name = next(f"{name}#{n}" for n in range(2, len(node) + 2) if f"{name}#{n}" not in out)
                 out[name] = walk(v, k)
