@@ -36,13 +36,14 @@ from typing import Any
 
 import _mock
 
-CONFIGS = ("none", "llm_audit", "openai_v2", "openllmetry", "openinference")
+CONFIGS = ("none", "llm_audit", "llm_audit_masked", "openai_v2", "openllmetry", "openinference")
 
 #: Environment each configuration needs before its instrumentor is imported (the driver sets it
 #: too; repeated here so a worker run by hand behaves the same).
 CONFIG_ENV: dict[str, dict[str, str]] = {
     "none": {},
     "llm_audit": {},
+    "llm_audit_masked": {},
     "openai_v2": {
         "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
         # openai-v2 2.4b0 reads "true" as no content; span_only puts content on the span.
@@ -55,6 +56,7 @@ CONFIG_ENV: dict[str, dict[str, str]] = {
 #: Instrumentation scope name prefixes whose spans count as the configuration's LLM spans.
 SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
     "llm_audit": ("otel_llm_audit",),
+    "llm_audit_masked": ("otel_llm_audit",),
     "openai_v2": ("opentelemetry.instrumentation.openai_v2", "opentelemetry.util.genai"),
     "openllmetry": ("opentelemetry.instrumentation.openai",),
     "openinference": ("openinference.instrumentation.openai",),
@@ -203,7 +205,7 @@ def configure(name: str) -> Setup:
     setup = Setup(name)
     if name == "none":
         return setup
-    if name == "llm_audit":
+    if name in ("llm_audit", "llm_audit_masked"):
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
         import otel_llm_audit
@@ -211,12 +213,14 @@ def configure(name: str) -> Setup:
 
         span_exporter, metric_exporter = _make_exporters()
         pipeline = otel_llm_audit.configure(
-            content="raw",
+            content="masked" if name == "llm_audit_masked" else "raw",
             span_exporters=[span_exporter],
             metric_readers=[PeriodicExportingMetricReader(metric_exporter, export_interval_millis=60_000)],
             instrument=False,
             http_spans=False,
         )
+        if pipeline.masking is not None and not pipeline.masking.wait_ready(120):
+            raise RuntimeError("the masker did not start")
         AuditInstrumentor().instrument()
         setup.span_exporter, setup.metric_exporter = span_exporter, metric_exporter
         setup.flush = lambda: pipeline.force_flush(60_000)

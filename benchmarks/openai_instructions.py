@@ -297,7 +297,7 @@ class Runner:
             result["stderr_tail"] = stderr[-3000:]
             return result
         audit_file = result.get("details", {}).get("otel_llm_audit_file", "")
-        if self.src is not None and config == "llm_audit" and not audit_file.startswith(str(self.src)):
+        if self.src is not None and config.startswith("llm_audit") and not audit_file.startswith(str(self.src)):
             result.update(ok=False, error=f"measured {audit_file}, not the snapshot of src/")
             return result
         counts = parse_callgrind(run_dir, stderr)

@@ -48,10 +48,11 @@ from _worker import CONFIG_ENV, CONFIGS  # noqa: E402
 DEFAULT_VENVS = Path(os.environ.get("BENCH_VENVS", "/work/bench-venvs"))
 PEERS = ("openai_v2", "openllmetry", "openinference")
 #: Which virtual environment runs which configuration (the baseline shares ours).
-VENV_OF = {"none": "llm_audit", "llm_audit": "llm_audit", **{p: p for p in PEERS}}
+VENV_OF = {"none": "llm_audit", "llm_audit": "llm_audit", "llm_audit_masked": "llm_audit", **{p: p for p in PEERS}}
 LABELS = {
     "none": "uninstrumented",
     "llm_audit": "otel-llm-audit",
+    "llm_audit_masked": "otel-llm-audit, content masked",
     "openai_v2": "official openai-v2 2.4b0",
     "openllmetry": "OpenLLMetry 0.62.4",
     "openinference": "OpenInference 0.1.66",
@@ -535,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 result = run_worker(pythons[config], config, round_no, args, tmp, src)
                 audit_file = result.get("details", {}).get("otel_llm_audit_file", "")
-                if src is not None and config == "llm_audit" and audit_file and not audit_file.startswith(str(src)):
+                ours = config.startswith("llm_audit")
+                if src is not None and ours and audit_file and not audit_file.startswith(str(src)):
                     result.update(ok=False, error=f"measured {audit_file}, not the snapshot of src/")
                 results[config] = result
                 status = "ok" if result.get("ok") else "FAILED"

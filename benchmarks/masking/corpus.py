@@ -11,7 +11,17 @@ digits but random account numbers, phone numbers are valid for their region per
 ``phonenumbers`` (when it is installed) but random, keys and tokens are random strings of the
 right shape. The same seed always gives the same corpus.
 
-    python benchmarks/masking/corpus.py --n 2000 --seed 7 --out /tmp/corpus.jsonl
+``generate(..., names=True)`` (the NER benchmark's corpus) is the same corpus, every value
+and every pattern-type gold span unchanged, with names and places added for NER: sentences
+that name people (PERSON) and places (LOCATION, cities, regions, countries and street
+addresses) are inserted between the sentences of texts that carry personal data, from a
+second random stream, so the base stream is consumed exactly as without them; first names
+the base templates already contain ("Hi, this is Wei", "Omar's social security number") are
+labelled PERSON; and texts, clean ones included, get sentences full of capitalised words
+that are neither (products, tools, drugs, eponymous diseases) to measure NER's false
+positives. Without ``names`` the corpus is byte-for-byte what it always was.
+
+    python benchmarks/masking/corpus.py --n 2000 --seed 7 --out /tmp/corpus.jsonl [--names]
 """
 
 from __future__ import annotations
@@ -293,6 +303,13 @@ class _Builder:
         self.spans.append((entity, self.length, self.length + len(value)))
         return self.add(value)
 
+    def place(self, value: str) -> _Builder:
+        """A LOCATION span; a leading article ("the Netherlands") is written outside it."""
+        if value.startswith("the "):
+            self.add("the ")
+            value = value[4:]
+        return self.pii("LOCATION", value)
+
     def piece(self) -> Piece:
         return "".join(self.parts), self.spans
 
@@ -383,7 +400,8 @@ def clean_sentence(rng: random.Random, domain: str) -> Piece:
     return b.piece()
 
 
-def pii_sentence(rng: random.Random, domain: str) -> Piece:
+def pii_sentence(rng: random.Random, domain: str, *, label_names: bool = False) -> Piece:
+    """A sentence with personal data; ``label_names`` also labels the bare first names (same text)."""
     first, last = _person(rng)
     b = _Builder()
     kind = rng.choice(
@@ -416,15 +434,23 @@ def pii_sentence(rng: random.Random, domain: str) -> Piece:
                 " after 5pm."
             )
         else:
-            b.add(f"Hi, this is {first}, ").add(
-                rng.choice(["you can reach me on ", "contact: ", "my cell is ", "reach me at "])
-            ).pii("PHONE_NUMBER", value).add(".")
+            if label_names:
+                b.add("Hi, this is ").pii("PERSON", first).add(", ")
+            else:
+                b.add(f"Hi, this is {first}, ")
+            b.add(rng.choice(["you can reach me on ", "contact: ", "my cell is ", "reach me at "])).pii(
+                "PHONE_NUMBER", value
+            ).add(".")
     elif kind == "card":
         b.add(
             rng.choice(["Charge my card ", "Card number: ", "the Visa ending in the refund: ", "Payment failed for "])
         ).pii("CREDIT_CARD", card(rng)).add(f" exp {rng.randint(1, 12):02d}/{rng.randint(27, 31)}.")
     elif kind == "ssn":
-        b.add(f"{first}'s social security number is ").pii("US_SSN", ssn(rng)).add(", please verify.")
+        if label_names:
+            b.pii("PERSON", first).add("'s social security number is ")
+        else:
+            b.add(f"{first}'s social security number is ")
+        b.pii("US_SSN", ssn(rng)).add(", please verify.")
     elif kind == "ssn_ctx":
         b.add(rng.choice(["SSN ", "SSN: ", "ssn#", "Social Security No. "])).pii(
             "US_SSN", ssn(rng, sep=rng.choice(["", "-", " "]))
@@ -463,6 +489,157 @@ def pii_sentence(rng: random.Random, domain: str) -> Piece:
     return b.piece()
 
 
+# names and places for NER (only with ``generate(..., names=True)``, from their own stream)
+
+MORE_FIRST_NAMES = ["Anna", "James", "Mohammed", "Yuki", "Grace", "Rahul", "Isabel", "Tomasz", "Ngozi", "Carlos"]
+MORE_LAST_NAMES = ["Andersson", "Fernandes", "O'Brien", "Kim", "Schneider", "Ivanova", "Mensah", "Ramirez", "Lee"]
+CITIES = [
+    "Chicago", "Boston", "Seattle", "Austin", "Denver", "Atlanta", "London", "Manchester", "Berlin", "Munich",
+    "Paris", "Lyon", "Madrid", "Barcelona", "Rome", "Milan", "Amsterdam", "Warsaw", "Dublin", "Lisbon", "Toronto",
+    "Vancouver", "Mumbai", "Bangalore", "Tokyo", "Osaka", "Lagos", "Nairobi", "São Paulo", "Mexico City", "Sydney",
+    "San Francisco", "New York",
+]  # fmt: skip
+COUNTRIES = [
+    "Germany", "France", "Spain", "Italy", "Portugal", "Poland", "Ireland", "Canada", "Mexico", "Brazil", "India",
+    "Japan", "Kenya", "Nigeria", "Australia", "Vietnam", "the Netherlands", "the United Kingdom",
+]  # fmt: skip
+REGIONS = ["California", "Texas", "Ohio", "Oregon", "Florida", "Bavaria", "Ontario", "Catalonia", "Queensland"]
+STREETS = ["Maple", "Oak", "Elm", "Park", "Church", "Station", "Mill", "Victoria", "King", "Lincoln", "Cedar"]
+STREET_KINDS = ["Street", "Avenue", "Road", "Lane", "Drive", "Boulevard"]
+
+
+def _full_name(rng: random.Random) -> tuple[str, str]:
+    return rng.choice(FIRST_NAMES + MORE_FIRST_NAMES), rng.choice(LAST_NAMES + MORE_LAST_NAMES)
+
+
+def _place(rng: random.Random) -> str:
+    return rng.choice([*CITIES, *CITIES, *COUNTRIES, *REGIONS])
+
+
+def _street(rng: random.Random) -> str:
+    return f"{rng.randint(1, 2400)} {rng.choice(STREETS)} {rng.choice(STREET_KINDS)}"
+
+
+def name_sentence(rng: random.Random, domain: str) -> Piece:
+    """A sentence naming people (PERSON) and/or places (LOCATION), as prompts and answers do."""
+    first, last = _full_name(rng)
+    b = _Builder()
+    choice = rng.randrange(16)
+    if choice == 0:
+        b.add("Please draft a reply to ").pii("PERSON", f"{first} {last}").add(" about the delayed refund.")
+    elif choice == 1:
+        b.pii("PERSON", f"{first} {last}").add(" called twice about the outage and asked for a callback today.")
+    elif choice == 2:
+        b.add(f"Patient is a {rng.randint(19, 90)}-year-old seen by Dr. ").pii("PERSON", last).add(
+            " for recurring migraines."
+        )
+    elif choice == 3:
+        b.add(rng.choice(["Thanks, ", "Best regards, ", "Kind regards,\n", "Cheers, "])).pii("PERSON", first)
+    elif choice == 4:
+        b.add('{"customer_name": "').pii("PERSON", f"{first} {last}").add(
+            f'", "tier": "{rng.choice(["gold", "basic", "pro"])}", "open_tickets": {rng.randint(0, 9)}}}'
+        )
+    elif choice == 5:
+        other_first, other_last = _full_name(rng)
+        b.add("cc ").pii("PERSON", f"{first} {last}").add(" and ").pii("PERSON", f"{other_first} {other_last}").add(
+            " on the incident report."
+        )
+    elif choice == 6:
+        b.add(rng.choice(["Ms. ", "Mr. ", "Mrs. "])).pii("PERSON", last).add(
+            " asked whether the premium can be paid in two instalments."
+        )
+    elif choice == 7:
+        b.add("I moved from ").place(rng.choice(CITIES)).add(" to ").place(rng.choice(CITIES)).add(
+            " last year and need to update my billing address."
+        )
+    elif choice == 8:
+        b.add("Our team in ").place(rng.choice(CITIES)).add(", ").place(rng.choice(COUNTRIES)).add(
+            " will take over the on-call rotation next week."
+        )
+    elif choice == 9:
+        b.add("The patient returned from ").place(rng.choice(COUNTRIES)).add(
+            f" {rng.randint(2, 20)} days ago and reports fever and joint pain."
+        )
+    elif choice == 10:
+        b.add("Please ship the replacement to ").place(_street(rng)).add(", ").place(rng.choice(CITIES)).add(".")
+    elif choice == 11:
+        b.add("My flight from ").place(rng.choice(CITIES)).add(" to ").place(_place(rng)).add(
+            f" on {ts(rng)[:10]} was cancelled, can I get a refund?"
+        )
+    elif choice == 12:
+        b.pii("PERSON", f"{first} {last}").add(" from ").place(_place(rng)).add(
+            " wants to know why the transfer is still pending."
+        )
+    elif choice == 13:
+        b.add("She lives in ").place(rng.choice(REGIONS)).add(" with her husband ").pii(
+            "PERSON", rng.choice(FIRST_NAMES + MORE_FIRST_NAMES)
+        ).add(", who is also on the policy.")
+    elif choice == 14:
+        b.add("hey it's ").pii("PERSON", first.lower()).add(" again, still waiting on the refund")  # chat style
+    else:
+        b.add("Escalate to ").pii("PERSON", f"{first} {last}").add(" (").place(rng.choice(CITIES)).add(
+            " office) if the customer asks for a manager."
+        )
+    return b.piece()
+
+
+def lookalike_sentence(rng: random.Random, domain: str) -> Piece:
+    """A sentence of capitalised words that are neither people nor places: NER's false positives."""
+    b = _Builder()
+    choice = rng.randrange(10)
+    if choice == 0:
+        b.add(
+            f"The {rng.choice(['Grafana', 'Kibana', 'Datadog'])} dashboard shows {rng.choice(['Kafka', 'Redis'])} "
+            f"lag rising after the {rng.choice(['Helm', 'Terraform', 'Ansible'])} change."
+        )
+    elif choice == 1:
+        platform, db = rng.choice(["Kubernetes", "Docker Compose", "Nomad"]), rng.choice(["Postgres", "MySQL"])
+        b.add(
+            f"Run it on {platform} with {db} and export traces to {rng.choice(['Jaeger', 'Tempo'])} via OpenTelemetry."
+        )
+    elif choice == 2:
+        b.add(
+            f"Switch from {rng.choice(['Metformin', 'Lisinopril', 'Atorvastatin'])} to "
+            f"{rng.choice(['Ozempic', 'Jardiance', 'Losartan'])} if the eGFR stays above {rng.randint(30, 60)}."
+        )
+    elif choice == 3:
+        b.add(
+            f"History of {rng.choice(['Crohn', 'Hashimoto', 'Parkinson', 'Graves'])} disease; "
+            f"{rng.choice(['Apgar', 'Wells', 'Glasgow Coma'])} score was {rng.randint(3, 10)}."
+        )
+    elif choice == 4:
+        b.add(
+            f"Compare the {rng.choice(['Vanguard', 'Fidelity', 'Schwab'])} index fund with the "
+            f"{rng.choice(['S&P 500', 'Nasdaq 100', 'FTSE 100'])} ETF and a Roth IRA."
+        )
+    elif choice == 5:
+        b.add(
+            f"The {rng.choice(['Django', 'Flask', 'FastAPI'])} app behind {rng.choice(['Nginx', 'Envoy'])} "
+            f"times out when {rng.choice(['Celery', 'Airflow', 'Sidekiq'])} workers are busy."
+        )
+    elif choice == 6:
+        b.add(
+            f"Open Settings > {rng.choice(['Billing', 'Security', 'Integrations'])} and connect "
+            f"{rng.choice(['Slack', 'Jira', 'Salesforce', 'Zendesk'])} to your workspace."
+        )
+    elif choice == 7:
+        b.add(
+            f"Deploy to {rng.choice(['us-east-1', 'eu-west-1', 'ap-south-1'])} with "
+            f"{rng.choice(['GitHub Actions', 'Jenkins', 'CircleCI'])}; the Lambda uses {rng.choice(['Java', 'Go'])}."
+        )
+    elif choice == 8:
+        b.add(
+            f"Ask {rng.choice(['Claude', 'Gemini', 'Copilot', 'Siri', 'Alexa'])} to summarise the "
+            f"{rng.choice(['Q3', 'Q4'])} report before the Monday sync."
+        )
+    else:
+        b.add(
+            f"Pay with {rng.choice(['Visa', 'Mastercard', 'Amex', 'PayPal', 'Apple Pay'])} or "
+            f"{rng.choice(['SEPA', 'ACH', 'Zelle'])}; {rng.choice(['Stripe', 'Adyen'])} handles the checkout."
+        )
+    return b.piece()
+
+
 _OPENERS = {
     "clinical": [
         "Summarise this visit note.",
@@ -475,35 +652,79 @@ _OPENERS = {
 }
 
 
-def _sample(rng: random.Random, idx: int) -> Sample:
+def _sample(rng: random.Random, idx: int, extra: random.Random | None = None) -> Sample:
+    """One labelled sample from ``rng``; with ``extra``, names and places are added from it."""
     domain = rng.choice(list(_OPENERS))
     kind = rng.choice(["prompt", "prompt", "answer", "answer", "tool"])
     clean = rng.random() < 0.35
     target = int(min(2000, max(50, rng.lognormvariate(5.9, 0.8))))
     b = _Builder()
     b.add(rng.choice(_OPENERS[domain]) + " ")
+    pieces: list[Piece] = [(b.parts[0].rstrip(" "), [])]
     while True:
         if clean or rng.random() < 0.7:
             text, spans = clean_sentence(rng, domain)
         else:
-            text, spans = pii_sentence(rng, domain)
+            text, spans = pii_sentence(rng, domain, label_names=extra is not None)
         if b.length + len(text) + 1 > 2000:
             break
         for entity, s, e in spans:
             b.spans.append((entity, b.length + s, b.length + e))
         b.add(text + " ")
+        pieces.append((text, spans))
         if b.length >= target:
             break
+    if extra is not None:
+        return _with_names(extra, idx, domain, kind, pieces)
     text = "".join(b.parts).rstrip()
     if len(text) < 50:
         text = (text + " " + "Thanks in advance for your help with this request.")[:2000]
     return Sample(id=f"s{idx:05d}", domain=domain, kind=kind, text=text, spans=[Span(e, s, t) for e, s, t in b.spans])
 
 
-def generate(n: int = 2000, seed: int = 7) -> list[Sample]:
-    """``n`` labelled samples; identical for the same ``n`` and ``seed``."""
+#: Per gap between sentences: the chance of a name/place sentence (texts with personal data
+#: only, so clean texts stay clean) and of a look-alike sentence (any text).
+_P_NAMES = 0.12
+_P_LOOKALIKE = 0.08
+
+
+def _with_names(extra: random.Random, idx: int, domain: str, kind: str, pieces: list[Piece]) -> Sample:
+    """The sample made of ``pieces`` with name, place and look-alike sentences inserted between them."""
+    personal = any(spans for _, spans in pieces)
+    out: list[Piece] = []
+    length = sum(len(t) + 1 for t, _ in pieces)
+    for piece in pieces:
+        out.append(piece)
+        roll = extra.random()
+        if personal and roll < _P_NAMES:
+            added: Piece | None = name_sentence(extra, domain)
+        elif roll > 1 - _P_LOOKALIKE:
+            added = lookalike_sentence(extra, domain)
+        else:
+            added = None
+        if added is not None and length + len(added[0]) + 1 <= 2000:
+            out.append(added)
+            length += len(added[0]) + 1
+    b = _Builder()
+    for text, spans in out:
+        for entity, s, e in spans:
+            b.spans.append((entity, b.length + s, b.length + e))
+        b.add(text + " ")
+    text = "".join(b.parts).rstrip()
+    if len(text) < 50:
+        text = (text + " " + "Thanks in advance for your help with this request.")[:2000]
+    return Sample(id=f"s{idx:05d}", domain=domain, kind=kind, text=text, spans=[Span(e, s, t) for e, s, t in b.spans])
+
+
+def generate(n: int = 2000, seed: int = 7, *, names: bool = False) -> list[Sample]:
+    """``n`` labelled samples; identical for the same ``n``, ``seed`` and ``names``.
+
+    ``names=True`` adds PERSON and LOCATION gold spans and NER look-alikes (see the module
+    docstring); every other value and span is the one ``names=False`` gives.
+    """
     rng = random.Random(seed)
-    return [_sample(rng, i) for i in range(n)]
+    extra = random.Random(f"names-{seed}") if names else None
+    return [_sample(rng, i, extra) for i in range(n)]
 
 
 def conversations(n_chats: int = 50, turns: int = 10, seed: int = 11) -> list[list[str]]:
@@ -563,8 +784,9 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default="-")
+    parser.add_argument("--names", action="store_true", help="add PERSON / LOCATION spans (the NER corpus)")
     args = parser.parse_args(argv)
-    samples = generate(args.n, args.seed)
+    samples = generate(args.n, args.seed, names=args.names)
     out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
     try:
         for s in samples:
