@@ -175,6 +175,7 @@ def install_timers(setup: Any) -> Timers:
     from opentelemetry.sdk.trace import export as sdk_export
 
     from otel_llm_audit.emitter import handoff, spans
+    from otel_llm_audit.instrumentation import stainless
     from otel_llm_audit.instrumentation.openai import _capture, _wrappers
     from otel_llm_audit.processing import identity, pipeline
 
@@ -203,11 +204,11 @@ def install_timers(setup: Any) -> Timers:
     wrapper.__wrapped__ = timed_inner  # wrapt lets the wrapped target be replaced
     t._undo.append(lambda: setattr(wrapper, "__wrapped__", inner))
 
-    t.wrap(_wrappers, "_maybe_start")
-    t.wrap(_wrappers, "is_instrumentation_enabled")
+    t.wrap(stainless.RequestWrapper, "_start", "RequestWrapper._start")
+    t.wrap(stainless, "is_instrumentation_enabled")
     t.wrap(_wrappers, "_start")
     t.wrap(_capture, "snapshot_body")
-    t.wrap(_wrappers, "_server_of")
+    t.wrap(_wrappers, "server_of")
     t.wrap(_wrappers, "LLMCall", "LLMCall(...)")
     t.wrap(spans.Emitter, "start_llm_call")
     t.wrap(spans, "current_identity")
@@ -222,10 +223,10 @@ def install_timers(setup: Any) -> Timers:
     t.wrap(trace, "set_span_in_context")
     t.wrap(otel_context, "attach")
     t.wrap(otel_context, "detach")
-    t.wrap(_wrappers, "_finish")
-    t.wrap(_wrappers, "_is_raw_response")
-    t.wrap(_wrappers, "_is_stream")
-    t.wrap(_wrappers, "_stream_proxy")
+    t.wrap(stainless, "finish")
+    t.wrap(stainless, "is_raw_response")
+    t.wrap(stainless, "is_stream")
+    t.wrap(stainless, "stream_proxy")
     t.wrap(spans.LLMCallSpan, "end")
     t.wrap(spans.Emitter, "finish")
     t.wrap(handoff, "is_claimed")
