@@ -10,10 +10,10 @@ SDK type, a malformed chunk becomes a note on the record, never an exception tha
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from otel_llm_audit.instrumentation.readers import as_float, as_int, as_str, as_str_list, get, json_or_text
 from otel_llm_audit.records import LLMCall, Message, Part, RequestParams, Usage
 
 # ---------------------------------------------------------------------------------------
@@ -45,60 +45,14 @@ class OpenAICallState:
 
 
 # ---------------------------------------------------------------------------------------
-# Small readers that tolerate dicts, pydantic models and missing fields
+# Small readers (shared with the other capture modules)
 
-
-_MISSING = object()
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    """``obj[name]`` for dicts, ``obj.name`` for SDK objects; ``default`` when absent.
-
-    Called for every field of every chunk: plain dicts and attribute access first, the
-    (slow) ``Mapping`` ABC check only as a last resort.
-    """
-    if obj is None:
-        return default
-    if type(obj) is dict:
-        return obj.get(name, default)
-    value = getattr(obj, name, _MISSING)
-    if value is not _MISSING:
-        return value
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return default
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    return float(value) if isinstance(value, (int, float)) else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _str_list(value: Any) -> list[str] | None:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [v for v in value if isinstance(v, str)]
-    return None
-
-
-def _json_or_text(value: Any) -> Any:
-    """Tool arguments arrive as JSON text; the conventions want the object when it parses."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+_get = get
+_int = as_int
+_float = as_float
+_str = as_str
+_str_list = as_str_list
+_json_or_text = json_or_text
 
 
 # ---------------------------------------------------------------------------------------
