@@ -80,15 +80,29 @@ def test_entry_point_is_ours_and_loads() -> None:
     assert configurators["llm_audit"] == "otel_llm_audit.distro:LlmAuditConfigurator"
 
 
-def test_instruments_extra_equals_instrumentation_dependencies() -> None:
-    """``opentelemetry-instrument`` reads the extra; ``.instrument()`` reads the method: keep them equal."""
+def test_instruments_any_extra_equals_instrumentation_dependencies() -> None:
+    """``opentelemetry-instrument`` reads the extra; ``.instrument()`` reads the methods: keep them equal.
+
+    ``instruments-any``, not ``instruments``: with the latter, an application with only one of
+    the libraries would get none of this package's instrumentors.
+    """
+    from otel_llm_audit.instrumentation.anthropic import AnthropicInstrumentor
+
     requires = distribution("otel-llm-audit").requires or []
     parsed = [Requirement(r) for r in requires]
-    extra = sorted(f"{r.name}{r.specifier}" for r in parsed if r.marker and r.marker.evaluate({"extra": "instruments"}))
+
+    def extra(name: str) -> list[str]:
+        return sorted(f"{r.name}{r.specifier}" for r in parsed if r.marker and r.marker.evaluate({"extra": name}))
+
     declared = sorted(
-        f"{r.name}{r.specifier}" for r in map(Requirement, OpenAIInstrumentor().instrumentation_dependencies())
+        f"{r.name}{r.specifier}"
+        for instrumentor in (OpenAIInstrumentor(), AnthropicInstrumentor())
+        for r in map(Requirement, instrumentor.instrumentation_dependencies())
     )
-    assert extra == declared == ["openai>=1.66.0"]
+    assert extra("instruments-any") == declared == ["anthropic>=0.50.0", "openai>=1.66.0"]
+    assert extra("instruments") == []
+    names = {ep.name for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("llm_audit_")}
+    assert names == {"llm_audit_openai", "llm_audit_anthropic"}
 
 
 def test_opentelemetry_instrument_writes_otlp_json_by_default(tmp_path: Path, fake_model: FakeModelServer) -> None:

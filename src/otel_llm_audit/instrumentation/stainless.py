@@ -30,6 +30,10 @@ from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
 from otel_llm_audit.instrumentation._proxy import ObjectProxy
 from otel_llm_audit.instrumentation.streams import AsyncStreamProxy, SyncStreamProxy
 
+#: In the OpenTelemetry context while a model call of ours runs inside the SDK's ``request``
+#: (for adapters that ask for it): how a patched SDK hook knows the call is already audited.
+LLM_CALL_KEY = otel_context.create_key("otel_llm_audit.llm_call")
+
 
 class CallState(Protocol):
     """What a capture module keeps per call: the response, or the stream's chunks."""
@@ -43,6 +47,8 @@ class SdkAdapter(Protocol):
 
     #: Prefix of the components reported to ``_guard`` (``openai``, ``anthropic``).
     name: str
+    #: Put :data:`LLM_CALL_KEY` in the context of the calls it audits.
+    marks_context: bool
 
     def start(self, emitter: Emitter, client: Any, options: Any, stream: bool) -> LLMCallSpan | None:
         """Start the span of this call if it is a model call (``call.state`` set), else ``None``."""
@@ -58,6 +64,11 @@ class RequestWrapper:
     def __init__(self, adapter: SdkAdapter) -> None:
         self.adapter = adapter
         self.emitter: Emitter | None = None
+        self._mark = bool(getattr(adapter, "marks_context", False))
+
+    def _context(self, call: LLMCallSpan) -> otel_context.Context:
+        ctx = trace.set_span_in_context(call.span)
+        return otel_context.set_value(LLM_CALL_KEY, True, ctx) if self._mark else ctx
 
     def _start(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCallSpan | None:
         emitter = self.emitter
@@ -79,7 +90,7 @@ class RequestWrapper:
             call = self._start(instance, args, kwargs)
             if call is None:
                 return wrapped(*args, **kwargs)
-            ctx = trace.set_span_in_context(call.span)
+            ctx = self._context(call)
             inject_trace_context(args, kwargs, ctx, self.adapter.name)
             token = otel_context.attach(ctx)
             try:
@@ -102,7 +113,7 @@ class RequestWrapper:
             call = self._start(instance, args, kwargs)
             if call is None:
                 return await wrapped(*args, **kwargs)
-            ctx = trace.set_span_in_context(call.span)
+            ctx = self._context(call)
             inject_trace_context(args, kwargs, ctx, self.adapter.name)
             token = otel_context.attach(ctx)
             try:

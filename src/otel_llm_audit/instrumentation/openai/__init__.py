@@ -46,6 +46,12 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
+        # opentelemetry-instrument loads every instrumentor of this package when any of their
+        # libraries is installed, and skips the version check: make it here.
+        conflict = self._check_dependency_conflicts()
+        if conflict:
+            logger.info("otel-llm-audit: not instrumenting openai: %s", conflict)
+            return
         try:
             from openai import _base_client
         except ImportError as err:

@@ -89,6 +89,7 @@ class OpenAIAdapter:
     """Model calls among the OpenAI client's requests: POST chat, responses, embeddings; GET a response."""
 
     name = "openai"
+    marks_context = False
 
     def start(self, emitter: Emitter, client: Any, options: Any, stream: bool) -> LLMCallSpan | None:
         path = getattr(options, "url", None)

@@ -1,0 +1,105 @@
+"""Anthropic on the shared Stainless ``request`` wrapper, and the SDK's own call span.
+
+Every Messages call of the ``anthropic`` SDK (``messages.create`` / ``stream`` / ``parse``, the
+beta forms, the tool runner's turns; the Bedrock and Vertex clients too, which subclass the
+same base client and rewrite the path inside ``request``) goes through ``client.request``.
+This module says which requests are model calls and how their record starts.
+
+From ``anthropic`` 1.14 the SDK opens an OpenTelemetry span of its own per call. There must be
+one LLM span per call, and ours carries what the audit needs (identity, masked content,
+cost, the audit pipeline's fast path), so for the calls we audit the SDK's span is replaced
+by a non-recording one carrying our span's context: the SDK then records nothing and still
+sends ``traceparent`` (with our span's id) after it signs the request. Every other call
+(token counting, batches) keeps the SDK's own span, and so do the tool runner's
+``invoke_agent`` / ``execute_tool`` spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
+from otel_llm_audit.instrumentation.anthropic import _capture
+from otel_llm_audit.instrumentation.stainless import LLM_CALL_KEY, RequestWrapper, server_of
+from otel_llm_audit.records import LLMCall
+
+_MESSAGES_PATHS = frozenset({"/v1/messages", "/v1/messages?beta=true"})
+
+_PROVIDER_BY_TYPE: dict[type, str] = {}
+
+
+def provider_of(client: Any) -> str:
+    """``aws.bedrock``, ``gcp.vertex_ai`` or ``anthropic``, decided once per client class."""
+    cls = type(client)
+    provider = _PROVIDER_BY_TYPE.get(cls)
+    if provider is None:
+        declared = getattr(cls, "_gen_ai_provider_name", None)  # anthropic >= 1.14
+        if isinstance(declared, str) and declared:
+            provider = declared
+        else:
+            modules = " ".join(k.__module__ for k in cls.__mro__)
+            provider = (
+                "aws.bedrock" if ".bedrock" in modules else "gcp.vertex_ai" if ".vertex" in modules else "anthropic"
+            )
+        _PROVIDER_BY_TYPE[cls] = provider
+    return provider
+
+
+class AnthropicAdapter:
+    """Model calls among the Anthropic client's requests: ``POST /v1/messages`` (GA and beta)."""
+
+    name = "anthropic"
+    marks_context = True
+
+    def start(self, emitter: Emitter, client: Any, options: Any, stream: bool) -> LLMCallSpan | None:
+        if getattr(options, "url", None) not in _MESSAGES_PATHS:
+            return None
+        if str(getattr(options, "method", "")).lower() != "post":
+            return None
+        body = _capture.snapshot_body(getattr(options, "json_data", None), getattr(options, "extra_json", None))
+        state = _capture.AnthropicCallState(body)
+        host, port = server_of(client)
+        model = body.get("model")
+        record = LLMCall(
+            operation="chat",
+            provider=provider_of(client),
+            request_model=model if isinstance(model, str) else None,
+            server_address=host,
+            server_port=port,
+            stream=stream or body.get("stream") is True,
+        )
+        record.resolver = lambda rec: _capture.resolve_messages(rec, state)
+        call = emitter.start_llm_call(record)
+        if call is not None:
+            call.state = state
+        return call
+
+
+#: The wrappers the instrumentor installs; ``WRAPPER.emitter`` is the emitter in force.
+WRAPPER = RequestWrapper(AnthropicAdapter())
+
+
+def make_sync_wrapper() -> Callable[..., Any]:
+    return WRAPPER.sync()
+
+
+def make_async_wrapper() -> Callable[..., Any]:
+    return WRAPPER.async_()
+
+
+def make_call_span_replacement(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``start_api_call_span`` that stands aside for the calls we audit (anthropic >= 1.14)."""
+
+    def start_api_call_span(*args: Any, **kwargs: Any) -> Any:
+        if otel_context.get_value(LLM_CALL_KEY):
+            ours = trace.get_current_span().get_span_context()
+            if ours.is_valid:
+                return trace.NonRecordingSpan(ours)
+        return original(*args, **kwargs)
+
+    start_api_call_span.__wrapped__ = original  # type: ignore[attr-defined]
+    return start_api_call_span
