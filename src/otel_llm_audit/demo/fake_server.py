@@ -1,4 +1,4 @@
-"""A deterministic OpenAI-compatible model server on loopback.
+"""A deterministic OpenAI- and Anthropic-compatible model server on loopback.
 
 The demo command and the test suite drive the *real* ``openai`` SDK through
 its real HTTP stack against this server, so what the auditor records is what
@@ -20,6 +20,40 @@ Scripting rules (all driven by the request, nothing random):
   is the weather sentence; a json_schema format answers ``{"answer": "42"}``.
 * Token counts: prompt = characters of all text // 4 + 1 (half of it cached
   when any text contains ``[cached]``), completion = len(answer) // 4 + 1.
+
+Anthropic Messages API (``anthropic.Anthropic(base_url=server.anthropic_base_url)``,
+the server root; the SDK appends ``/v1/messages``; any query such as
+``?beta=true`` is accepted):
+
+* ``POST /v1/messages`` answers a ``message`` (``msg_fake_N``, model plus
+  ``-2026-01-01``) with a ``request-id: req_fake_N`` header; ``stream: true``
+  answers named SSE events (message_start, content_block_start, ping,
+  content_block_delta..., content_block_stop, message_delta, message_stop).
+  ``POST /v1/messages/count_tokens`` answers ``{"input_tokens": N}``.
+* Missing/invalid ``model``, ``max_tokens`` (not for count_tokens),
+  ``messages``, ``system`` or ``thinking`` answer 400 ``invalid_request_error``
+  worded like the API (``max_tokens: Field required``).
+* Same planning as chat: tools and a last user turn without a ``tool_result``
+  answer a ``tool_use`` block (``toolu_fake_1``, first tool or
+  ``tool_choice``'s named tool, input ``{"city": "Paris"}``, stop ``tool_use``;
+  ``tool_choice: none`` disables it); a ``tool_result`` in the last user turn
+  answers the weather sentence; otherwise the hello sentence, cut at the first
+  matching ``stop_sequences`` entry (stop ``stop_sequence``). ``thinking``
+  (any type but ``disabled``) adds a ``thinking`` block with a signature first.
+* Model name conventions (substrings, combinable): ``refuse`` -> stop
+  ``refusal`` with a short text; ``-maxtokens`` -> stop ``max_tokens`` with
+  the first half of the text (never a tool call); ``-cached`` ->
+  ``cache_read_input_tokens`` 100 and ``cache_creation_input_tokens`` 20;
+  ``-chunks-N`` / ``x-fake-chunks`` -> N deltas per content block.
+  ``error-<status>`` -> that status with an Anthropic error body;
+  ``error-midstream`` (stream) -> an SSE ``error`` event (overloaded_error)
+  right after the first text delta; ``error-disconnect`` (stream) -> the
+  connection drops after the first text delta; ``malformed-json`` -> 200
+  with an invalid JSON body or SSE data line.
+* Token counts: input = characters of system text, message text, tool_result
+  content and tool_use input JSON // 4 + 1 (cache tokens come on top);
+  output = sum over content blocks of (characters // 4 + 1), where a block's
+  characters are its text, its thinking or its input as JSON.
 """
 
 from __future__ import annotations
@@ -63,6 +97,41 @@ _MAX_DIMENSIONS = 4096
 _CHUNKS_SUFFIX = re.compile(r"-chunks-(\d+)$")
 _ERROR_MODEL = re.compile(r"error-(\d{3})")
 _RESPONSE_PATH = re.compile(r"/v1/responses/([^/]+)")
+
+# Anthropic Messages API scripting (see the module docstring).
+TOOL_USE_ID = "toolu_fake_1"
+#: The scripted ``tool_use`` input; ``json.dumps(TOOL_INPUT) == TOOL_ARGUMENTS``.
+TOOL_INPUT: dict[str, str] = {"city": "Paris"}
+REFUSAL_ANSWER = "I can't help with that."
+THINKING_TEXT = "The user wants a short, friendly answer."
+#: A fixed base64 blob standing in for Claude's opaque thinking signature.
+THINKING_SIGNATURE = "ZmFrZS10aGlua2luZy1zaWduYXR1cmU="
+CACHE_READ_TOKENS = 100
+CACHE_CREATION_TOKENS = 20
+REFUSE_MARKER = "refuse"
+MAXTOKENS_MARKER = "-maxtokens"
+CACHED_MARKER = "-cached"
+#: The SSE ``error`` event an ``error-midstream`` Messages stream sends after its first text delta.
+MIDSTREAM_ERROR_EVENT: dict[str, Any] = {
+    "type": "error",
+    "error": {"type": "overloaded_error", "message": "Overloaded"},
+}
+_ANTHROPIC_PATH = "/v1/messages"
+_COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+
+_ANTHROPIC_ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 _ERROR_KINDS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "invalid_request"),
@@ -595,6 +664,344 @@ def _embeddings_response(body: JsonDict) -> JsonDict:
 
 
 # --------------------------------------------------------------------------
+# Anthropic Messages API payloads
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _MessagePlan:
+    """What the fake Claude decided to say: complete content blocks and why it stopped."""
+
+    content: tuple[JsonDict, ...]
+    stop_reason: str
+    stop_sequence: str | None = None
+
+    @property
+    def stop_details(self) -> JsonDict | None:
+        """Structured refusal details (``null`` for every other stop reason)."""
+        if self.stop_reason != "refusal":
+            return None
+        return {"type": "refusal", "category": None, "explanation": None}
+
+
+def _field_error(field: str, problem: str) -> _BadRequest:
+    """A 400 worded like the real API's validation errors (``max_tokens: Field required``)."""
+    return _BadRequest(f"{field}: {problem}", field.split(".", 1)[0])
+
+
+def _is_int(value: Any) -> bool:
+    """An int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_messages(body: JsonDict) -> list[JsonDict]:
+    """``messages``: a non-empty list of user/assistant turns with string or block content."""
+    if "messages" not in body:
+        raise _field_error("messages", "Field required")
+    messages = body["messages"]
+    if not isinstance(messages, list):
+        raise _field_error("messages", "Input should be a valid list")
+    if not messages:
+        raise _BadRequest("messages: at least one message is required", "messages")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _field_error(f"messages.{index}", "Input should be a valid dictionary")
+        if message.get("role") not in ("user", "assistant"):
+            raise _field_error(f"messages.{index}.role", "Input should be 'user' or 'assistant'")
+        content = message.get("content")
+        if not isinstance(content, str) and not (
+            isinstance(content, list) and all(isinstance(block, dict) for block in content)
+        ):
+            raise _field_error(f"messages.{index}.content", "Input should be a valid string or list of content blocks")
+    return messages
+
+
+def _validate_thinking(body: JsonDict, count_tokens: bool) -> None:
+    """``thinking``: an object; ``enabled`` needs 1024 <= budget_tokens < max_tokens."""
+    thinking = body.get("thinking")
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict) or not isinstance(thinking.get("type"), str):
+        raise _field_error("thinking", "Input should be a valid dictionary with a 'type'")
+    if thinking["type"] != "enabled":
+        return
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+        raise _field_error("thinking.enabled.budget_tokens", "Input should be greater than or equal to 1024")
+    if not count_tokens and budget >= body["max_tokens"]:
+        raise _BadRequest("`max_tokens` must be greater than `thinking.budget_tokens`.", "max_tokens")
+
+
+def _anthropic_request(body: Any, count_tokens: bool) -> tuple[JsonDict, list[JsonDict]]:
+    """Validate a Messages (or count_tokens) body the way the real API does.
+
+    ``model`` and ``messages`` are always required, ``max_tokens`` (an
+    integer >= 1) only for ``/v1/messages``; ``system`` is a string or a
+    list of text blocks.
+    """
+    if not isinstance(body, dict):
+        raise _BadRequest("Request body must be a valid JSON object.")
+    if "model" not in body:
+        raise _field_error("model", "Field required")
+    if not isinstance(body["model"], str) or not body["model"]:
+        raise _field_error("model", "Input should be a non-empty string")
+    if not count_tokens:
+        if "max_tokens" not in body:
+            raise _field_error("max_tokens", "Field required")
+        if not _is_int(body["max_tokens"]):
+            raise _field_error("max_tokens", "Input should be a valid integer")
+        if body["max_tokens"] < 1:
+            raise _field_error("max_tokens", "Input should be greater than or equal to 1")
+    messages = _validate_messages(body)
+    system = body.get("system")
+    if system is not None and not isinstance(system, str):
+        is_blocks = isinstance(system, list) and all(
+            isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+            for block in system
+        )
+        if not is_blocks:
+            raise _field_error("system", "Input should be a valid string or a list of text blocks")
+    _validate_thinking(body, count_tokens)
+    return body, messages
+
+
+def _anthropic_texts(content: Any) -> list[str]:
+    """Prompt text of a ``system`` or message ``content``.
+
+    Counted: strings, ``text`` blocks, ``tool_result`` content (string or
+    text blocks) and ``tool_use`` input as JSON. Not counted: thinking
+    blocks, images, documents and tool definitions.
+    """
+    if isinstance(content, str):
+        return [content]
+    texts: list[str] = []
+    for block in content if isinstance(content, list) else []:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "tool_result":
+            texts.extend(_anthropic_texts(block.get("content")))
+        elif kind == "tool_use":
+            texts.append(json.dumps(block.get("input", {})))
+    return texts
+
+
+def _anthropic_input_tokens(body: JsonDict, messages: list[JsonDict]) -> int:
+    """Input tokens: characters of the system prompt and all message text // 4 + 1."""
+    texts = _anthropic_texts(body.get("system"))
+    for message in messages:
+        texts.extend(_anthropic_texts(message.get("content")))
+    return sum(len(text) for text in texts) // 4 + 1
+
+
+def _thinking_requested(body: JsonDict) -> bool:
+    """``thinking`` of any type but ``disabled`` (``enabled``, ``adaptive``, ...)."""
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") != "disabled"
+
+
+def _anthropic_tool(body: JsonDict) -> str | None:
+    """The tool the fake will call: ``tool_choice``'s named tool, else the first tool.
+
+    ``tool_choice: {"type": "none"}`` disables tool use.
+    """
+    tools = body.get("tools")
+    tools = tools if isinstance(tools, list) else []
+    names = [tool["name"] for tool in tools if isinstance(tool, dict) and isinstance(tool.get("name"), str)]
+    choice = body.get("tool_choice")
+    choice = choice if isinstance(choice, dict) else {}
+    if not names or choice.get("type") == "none":
+        return None
+    named = choice.get("name")
+    return str(named) if choice.get("type") == "tool" and named in names else str(names[0])
+
+
+def _has_tool_result(message: JsonDict) -> bool:
+    """Whether a turn carries a ``tool_result`` block."""
+    content = message.get("content")
+    return isinstance(content, list) and any(block.get("type") == "tool_result" for block in content)
+
+
+def _apply_stop_sequences(text: str, body: JsonDict) -> tuple[str, str | None]:
+    """Cut ``text`` at the earliest requested stop sequence it contains."""
+    sequences = body.get("stop_sequences")
+    found = [
+        (text.index(seq), seq)
+        for seq in (sequences if isinstance(sequences, list) else [])
+        if isinstance(seq, str) and seq and seq in text
+    ]
+    if not found:
+        return text, None
+    position, sequence = min(found)
+    return text[:position], sequence
+
+
+def _plan_message(body: JsonDict, messages: list[JsonDict]) -> _MessagePlan:
+    """Decide the Messages answer with the same rules as chat, plus Claude's stop reasons."""
+    model = body["model"]
+    if REFUSE_MARKER in model:
+        return _MessagePlan(content=({"type": "text", "text": REFUSAL_ANSWER},), stop_reason="refusal")
+    blocks: list[JsonDict] = []
+    if _thinking_requested(body):
+        blocks.append({"type": "thinking", "thinking": THINKING_TEXT, "signature": THINKING_SIGNATURE})
+    last = messages[-1]
+    after_tool = last.get("role") == "user" and _has_tool_result(last)
+    truncated = MAXTOKENS_MARKER in model
+    tool = _anthropic_tool(body)
+    if tool is not None and not after_tool and not truncated and last.get("role") == "user":
+        blocks.append({"type": "tool_use", "id": TOOL_USE_ID, "name": tool, "input": dict(TOOL_INPUT)})
+        return _MessagePlan(content=tuple(blocks), stop_reason="tool_use")
+    text = WEATHER_ANSWER if after_tool else HELLO_ANSWER
+    if truncated:
+        blocks.append({"type": "text", "text": text[: len(text) // 2]})
+        return _MessagePlan(content=tuple(blocks), stop_reason="max_tokens")
+    text, sequence = _apply_stop_sequences(text, body)
+    blocks.append({"type": "text", "text": text})
+    return _MessagePlan(
+        content=tuple(blocks), stop_reason="stop_sequence" if sequence else "end_turn", stop_sequence=sequence
+    )
+
+
+def _block_wire_text(block: JsonDict) -> str:
+    """The generated characters of a block: text, thinking, or tool input JSON."""
+    if block["type"] == "tool_use":
+        return json.dumps(block["input"])
+    return str(block["thinking"] if block["type"] == "thinking" else block["text"])
+
+
+def _block_tokens(block: JsonDict) -> int:
+    """Output tokens of one block: its characters // 4 + 1."""
+    return len(_block_wire_text(block)) // 4 + 1
+
+
+def _anthropic_usage(model: str, input_tokens: int, plan: _MessagePlan) -> JsonDict:
+    """Usage in the Messages shape; a ``-cached`` model reports cache reads and writes."""
+    cached = CACHED_MARKER in model
+    read, written = (CACHE_READ_TOKENS, CACHE_CREATION_TOKENS) if cached else (0, 0)
+    usage: JsonDict = {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": read,
+        "cache_creation": {"ephemeral_5m_input_tokens": written, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": sum(_block_tokens(block) for block in plan.content),
+        "service_tier": "standard",
+    }
+    thinking = [block for block in plan.content if block["type"] == "thinking"]
+    if thinking:
+        usage["output_tokens_details"] = {"thinking_tokens": sum(_block_tokens(block) for block in thinking)}
+    return usage
+
+
+def _anthropic_message(body: JsonDict, ident: str, plan: _MessagePlan, usage: JsonDict) -> JsonDict:
+    """A complete ``message`` object."""
+    return {
+        "id": ident,
+        "type": "message",
+        "role": "assistant",
+        "model": _response_model(body["model"]),
+        "content": [dict(block) for block in plan.content],
+        "stop_reason": plan.stop_reason,
+        "stop_sequence": plan.stop_sequence,
+        "stop_details": plan.stop_details,
+        "usage": usage,
+    }
+
+
+def _empty_block(block: JsonDict) -> JsonDict:
+    """A block as announced by ``content_block_start``: no text, input or signature yet."""
+    if block["type"] == "tool_use":
+        return {**block, "input": {}}
+    if block["type"] == "thinking":
+        return {"type": "thinking", "thinking": "", "signature": ""}
+    return {**block, "text": ""}
+
+
+def _block_deltas(block: JsonDict, count: int | None) -> list[JsonDict]:
+    """The ``delta`` objects that rebuild ``block``, split like the OpenAI side."""
+    pieces = _split(_block_wire_text(block), count)
+    if block["type"] == "tool_use":
+        return [{"type": "input_json_delta", "partial_json": piece} for piece in pieces]
+    if block["type"] == "thinking":
+        deltas = [{"type": "thinking_delta", "thinking": piece} for piece in pieces]
+        return [*deltas, {"type": "signature_delta", "signature": block["signature"]}]
+    return [{"type": "text_delta", "text": piece} for piece in pieces]
+
+
+def _anthropic_events(message: JsonDict, count: int | None) -> list[JsonDict]:
+    """The full SSE event sequence for a streamed message.
+
+    ``message_start`` carries the message with no content and
+    ``output_tokens: 1``; each block is start/deltas/stop (a ``ping``
+    follows the first start, as the real API does); ``message_delta``
+    carries the stop reason and cumulative usage; ``message_stop`` ends it.
+    """
+    usage = message["usage"]
+    start_usage = {key: value for key, value in usage.items() if key != "output_tokens_details"}
+    started = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "stop_details": None,
+        "usage": {**start_usage, "output_tokens": 1},
+    }
+    events: list[JsonDict] = [{"type": "message_start", "message": started}]
+    for index, block in enumerate(message["content"]):
+        events.append({"type": "content_block_start", "index": index, "content_block": _empty_block(block)})
+        if index == 0:
+            events.append({"type": "ping"})
+        events.extend(
+            {"type": "content_block_delta", "index": index, "delta": delta} for delta in _block_deltas(block, count)
+        )
+        events.append({"type": "content_block_stop", "index": index})
+    delta_usage_keys = (
+        "input_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "output_tokens",
+        "output_tokens_details",
+    )
+    delta = {
+        "stop_reason": message["stop_reason"],
+        "stop_sequence": message["stop_sequence"],
+        "stop_details": message["stop_details"],
+    }
+    events.append(
+        {"type": "message_delta", "delta": delta, "usage": {k: usage[k] for k in delta_usage_keys if k in usage}}
+    )
+    events.append({"type": "message_stop"})
+    return events
+
+
+def _first_delta_index(events: list[JsonDict]) -> int:
+    """Index of the first ``text_delta`` event, else of the first delta of any kind."""
+    deltas = [i for i, event in enumerate(events) if event["type"] == "content_block_delta"]
+    texts = [i for i in deltas if events[i]["delta"]["type"] == "text_delta"]
+    return (texts or deltas or [len(events) - 1])[0]
+
+
+def _anthropic_error_body(status: int, message: str, request_id: str) -> JsonDict:
+    """Anthropic's error envelope; the SDK surfaces it as ``exc.body``."""
+    kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id}
+
+
+def _anthropic_error_headers(status: int) -> dict[str, str]:
+    """Fast-retry headers like the OpenAI side, with Anthropic's rate-limit header names."""
+    if status == 429:
+        return {
+            "retry-after": "0",
+            "retry-after-ms": "1",
+            "anthropic-ratelimit-requests-limit": "60",
+            "anthropic-ratelimit-requests-remaining": "0",
+            "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:01Z",
+        }
+    return _error_headers(status)
+
+
+# --------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------
 
@@ -649,6 +1056,11 @@ def _sse_data(payload: JsonDict) -> bytes:
 def _sse_event(payload: JsonDict) -> bytes:
     """A Responses API style SSE frame (named event plus data)."""
     return f"event: {payload['type']}\n".encode() + _sse_data(payload)
+
+
+def _is_anthropic_path(path: str) -> bool:
+    """``/v1/messages`` and everything under it belongs to the Anthropic side."""
+    return path == _ANTHROPIC_PATH or path.startswith(_ANTHROPIC_PATH + "/")
 
 
 def _truncate_after_deltas(frames: list[bytes], events: list[JsonDict], keep: int) -> list[bytes]:
@@ -744,12 +1156,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route_post(self, request: RecordedRequest) -> None:
         """Validate the common fields, apply error scripts, then dispatch."""
+        path = urlsplit(request.path).path.rstrip("/")
+        if _is_anthropic_path(path):
+            self._anthropic(request, path)
+            return
         endpoints = {
             "/v1/chat/completions": self._chat,
             "/v1/responses": self._responses,
             "/v1/embeddings": self._embeddings,
         }
-        endpoint = endpoints.get(urlsplit(request.path).path.rstrip("/"))
+        endpoint = endpoints.get(path)
         if endpoint is None:
             self._route_unknown(request)
             return
@@ -769,8 +1185,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, _error_body(400, exc.message, exc.param))
 
     def _route_unknown(self, request: RecordedRequest) -> None:
-        """404 for any path the fake does not implement."""
-        message = f"Invalid URL ({request.method} {urlsplit(request.path).path})"
+        """404 for any path the fake does not implement, in the provider's error shape."""
+        path = urlsplit(request.path).path
+        if _is_anthropic_path(path):
+            self._anthropic_error(404, f"Not found: {request.method} {path}", self._fake._next_id("req_fake_"))
+            return
+        message = f"Invalid URL ({request.method} {path})"
         self._send_json(404, _error_body(404, message, code="unknown_url"))
 
     def _scripted_failure(self, model: str, body: JsonDict) -> bool:
@@ -787,6 +1207,69 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_bytes(200, b'{"id": "chatcmpl-fake", "object": ', "application/json")
             return True
         return False
+
+    # -- Anthropic Messages API -------------------------------------------
+
+    def _anthropic(self, request: RecordedRequest, path: str) -> None:
+        """POST /v1/messages and /v1/messages/count_tokens (any query, e.g. ``?beta=true``)."""
+        request_id = self._fake._next_id("req_fake_")
+        count_tokens = path == _COUNT_TOKENS_PATH
+        if path != _ANTHROPIC_PATH and not count_tokens:
+            self._anthropic_error(404, f"Not found: {request.method} {path}", request_id)
+            return
+        try:
+            body, messages = _anthropic_request(request.body, count_tokens)
+            if self._anthropic_scripted_failure(body, request_id):
+                return
+            if count_tokens:
+                payload = {"input_tokens": _anthropic_input_tokens(body, messages)}
+                self._send_json(200, payload, request_id=request_id)
+                return
+            self._messages(body, messages, request.headers, request_id)
+        except _BadRequest as exc:
+            self._anthropic_error(400, exc.message, request_id)
+
+    def _anthropic_error(self, status: int, message: str, request_id: str) -> None:
+        """An Anthropic error envelope whose ``request_id`` matches the header."""
+        body = _anthropic_error_body(status, message, request_id)
+        self._send_json(status, body, _anthropic_error_headers(status), request_id=request_id)
+
+    def _anthropic_scripted_failure(self, body: JsonDict, request_id: str) -> bool:
+        """Answer ``error-<status>`` and ``malformed-json`` models; True if done."""
+        model = body["model"]
+        status = _scripted_status(model)
+        if status is not None:
+            self._anthropic_error(status, f"Fake error {status} scripted by model '{model}'.", request_id)
+            return True
+        if model == "malformed-json":
+            if body.get("stream") is True:
+                frame = b'event: message_start\ndata: {"type": "message_start", "message": {\n\n'
+                self._send_sse([frame], request_id=request_id)
+            else:
+                self._send_bytes(200, b'{"id": "msg_fake", "type": ', "application/json", request_id=request_id)
+            return True
+        return False
+
+    def _messages(self, body: JsonDict, messages: list[JsonDict], headers: dict[str, str], request_id: str) -> None:
+        """POST /v1/messages, streaming or not."""
+        plan = _plan_message(body, messages)
+        count = _requested_chunks(body["model"], headers)  # validated before any id is spent
+        usage = _anthropic_usage(body["model"], _anthropic_input_tokens(body, messages), plan)
+        message = _anthropic_message(body, self._fake._next_id("msg_fake_"), plan, usage)
+        if body.get("stream") is not True:
+            self._send_json(200, message, request_id=request_id)
+            return
+        events = _anthropic_events(message, count)
+        frames = [_sse_event(event) for event in events]
+        model = body["model"]
+        if model.startswith("error-midstream") or model.startswith("error-disconnect"):
+            kept = frames[: _first_delta_index(events) + 1]
+            if model.startswith("error-disconnect"):
+                self._send_sse(kept, abort=True, request_id=request_id)
+            else:
+                self._send_sse([*kept, _sse_event(MIDSTREAM_ERROR_EVENT)], request_id=request_id)
+            return
+        self._send_sse(frames, request_id=request_id)
 
     # -- endpoints --------------------------------------------------------
 
@@ -831,37 +1314,55 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- writers ----------------------------------------------------------
 
-    def _start(self, status: int, content_type: str, extra: dict[str, str] | None = None) -> None:
-        """Status line and common headers, including a deterministic request id."""
+    def _start(
+        self, status: int, content_type: str, extra: dict[str, str] | None = None, request_id: str | None = None
+    ) -> None:
+        """Status line and common headers, including a deterministic request id.
+
+        Without ``request_id`` the headers are OpenAI's (a fresh
+        ``x-request-id`` and ``openai-processing-ms``); with one they are
+        Anthropic's (``request-id: <request_id>``).
+        """
         self.send_response(status)
         self.send_header("content-type", content_type)
-        self.send_header("x-request-id", self._fake._next_id("req_fake_"))
-        self.send_header("openai-processing-ms", "1")
+        if request_id is None:
+            self.send_header("x-request-id", self._fake._next_id("req_fake_"))
+            self.send_header("openai-processing-ms", "1")
+        else:
+            self.send_header("request-id", request_id)
         for name, value in (extra or {}).items():
             self.send_header(name, value)
 
     def _send_bytes(
-        self, status: int, payload: bytes, content_type: str, extra: dict[str, str] | None = None
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        extra: dict[str, str] | None = None,
+        *,
+        request_id: str | None = None,
     ) -> None:
         """A fixed-length body, so keep-alive clients know where it ends."""
-        self._start(status, content_type, extra)
+        self._start(status, content_type, extra, request_id)
         self.send_header("content-length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
         self.wfile.flush()
 
-    def _send_json(self, status: int, payload: JsonDict, extra: dict[str, str] | None = None) -> None:
+    def _send_json(
+        self, status: int, payload: JsonDict, extra: dict[str, str] | None = None, *, request_id: str | None = None
+    ) -> None:
         """Serialise and send a JSON body."""
-        self._send_bytes(status, json.dumps(payload).encode(), "application/json", extra)
+        self._send_bytes(status, json.dumps(payload).encode(), "application/json", extra, request_id=request_id)
 
-    def _send_sse(self, frames: list[bytes], abort: bool = False) -> None:
+    def _send_sse(self, frames: list[bytes], abort: bool = False, *, request_id: str | None = None) -> None:
         """Stream SSE frames with chunked transfer encoding.
 
         Chunked encoding (rather than read-until-close) lets an abort be
         detected: dropping the socket before the terminating zero-length
         chunk makes h11 raise "incomplete chunked read" in the client.
         """
-        self._start(200, "text/event-stream; charset=utf-8", {"cache-control": "no-cache"})
+        self._start(200, "text/event-stream; charset=utf-8", {"cache-control": "no-cache"}, request_id)
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         for frame in frames:
@@ -893,12 +1394,14 @@ class _FakeHTTPServerV6(_FakeHTTPServer):
 
 
 class FakeModelServer:
-    """Deterministic OpenAI-compatible server on a loopback port.
+    """Deterministic OpenAI- and Anthropic-compatible server on a loopback port.
 
     Use as a context manager (``with FakeModelServer() as server:``) and
-    point a client at :attr:`base_url`. Every request is appended to
-    :attr:`requests`; ids (``chatcmpl-fake-1``, ``resp_fake_1``, ...) come
-    from per-prefix counters so tests can assert them exactly.
+    point an OpenAI client at :attr:`base_url` or an Anthropic client at
+    :attr:`anthropic_base_url`. Every request is appended to
+    :attr:`requests`; ids (``chatcmpl-fake-1``, ``resp_fake_1``,
+    ``msg_fake_1``, ``req_fake_1``, ...) come from per-prefix counters so
+    tests can assert them exactly.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -951,10 +1454,19 @@ class FakeModelServer:
     @property
     def base_url(self) -> str:
         """OpenAI-style base URL including ``/v1``, e.g. ``http://127.0.0.1:54321/v1``."""
+        return self.anthropic_base_url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """Anthropic-style base URL: the server root, e.g. ``http://127.0.0.1:54321``.
+
+        The ``anthropic`` SDK appends ``/v1/messages`` itself (its default is
+        ``https://api.anthropic.com``), so pass this as ``base_url=``.
+        """
         if self._httpd is None:
             raise RuntimeError("FakeModelServer is not started")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/v1"
+        return f"http://{host}:{self.port}"
 
     def clear(self) -> None:
         """Forget recorded requests (ids and stored responses are kept)."""
