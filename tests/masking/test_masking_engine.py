@@ -190,22 +190,35 @@ def test_pseudonym_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_cache_hits_and_misses() -> None:
     masker = Masker(MaskingPolicy.load(), cache_size=2)
+    mail = "mail a@example.com, the address on the account"  # longer than the short-text set takes
+    plain = "x 1 is a plain text long enough for the LRU cache"
+    third = "third text, long enough for the LRU cache as well"
     assert (masker.cache_hits, masker.cache_misses) == (0, 0)
-    masker.mask_text("mail a@example.com")
-    masker.mask_text("mail a@example.com")
+    masker.mask_text(mail)
+    masker.mask_text(mail)
     assert (masker.cache_hits, masker.cache_misses) == (1, 1)
 
-    results = masker.mask_texts(["x 1", "mail a@example.com", "x 1", "x 1"])
-    assert [r.text for r in results] == ["x 1", "mail <EMAIL_ADDRESS>", "x 1", "x 1"]
-    # "x 1" analysed once, then twice a duplicate; the e-mail text came from the cache
+    results = masker.mask_texts([plain, mail, plain, plain])
+    assert [r.text for r in results] == [plain, "mail <EMAIL_ADDRESS>, the address on the account", plain, plain]
+    # the plain text analysed once, then twice a duplicate; the e-mail text came from the cache
     assert (masker.cache_hits, masker.cache_misses) == (4, 2)
 
-    masker.mask_text("third text")  # evicts the least recently used entry: "x 1"
+    masker.mask_text(third)  # evicts the least recently used entry: the plain text
     assert masker.cache_len == 2
-    masker.mask_text("mail a@example.com")
+    masker.mask_text(mail)
     assert (masker.cache_hits, masker.cache_misses) == (5, 3)
-    masker.mask_text("x 1")
+    masker.mask_text(plain)
     assert (masker.cache_hits, masker.cache_misses) == (5, 4)
+
+
+def test_short_clean_texts_are_remembered_without_the_lru() -> None:
+    masker = Masker(MaskingPolicy.load(), cache_size=2)
+    for _ in range(3):
+        assert masker.mask_text("user").text == "user"
+    assert (masker.cache_hits, masker.cache_misses) == (2, 1)
+    assert masker.cache_len == 0  # clean and short: in the set, not in the LRU
+    assert masker.mask_text("a@example.com").text == "<EMAIL_ADDRESS>"  # short but not clean: the LRU
+    assert masker.cache_len == 1
 
 
 def test_cache_is_keyed_by_a_digest_not_the_text() -> None:

@@ -50,6 +50,8 @@ _LANGUAGE = "en"
 _MIN_KEY_BYTES = 16
 _PHONE_TAIL = 8  # an extension such as " ext. 12" starts this close to a phone number
 _NO_ENTITIES: Mapping[str, int] = MappingProxyType({})
+_SHORT_TEXT = 40  # characters
+_SHORT_TEXTS_KEPT = 8192
 
 #: Exercises every built-in trigger once, so patterns compile, the e-mail suffix list and the
 #: phone metadata load at start-up rather than on the first span (about 200 ms).
@@ -225,6 +227,10 @@ class Masker:
         self._ner = self._setup.ner_entities
         self._phone = _find_phone(self._setup) if prefilter else None
         self._cache = _Cache(cache_size)
+        #: Short texts found clean ("user", "text", "tool_call", a member name with its value):
+        #: most leaves of every message document. Kept as they are, since they hold nothing
+        #: the policy masks, and found with a set lookup instead of a keyed digest and a lock.
+        self._clean_short: set[tuple[str | None, str]] = set()
         self.detect(_WARM_UP)
         _log.debug("masker ready: policy %s, entities %s", policy.version, ", ".join(self._setup.entities))
 
@@ -340,12 +346,22 @@ class Masker:
         return _result(masked, counts)
 
     def _mask_cached(self, text: str, context_key: str | None = None) -> MaskResult:
+        short = len(text) <= _SHORT_TEXT
+        if short and (context_key, text) in self._clean_short:
+            self._cache.hits += 1  # unlocked: a statistic, not a decision
+            return MaskResult(text)
         digest = self._cache.digest(text if context_key is None else f"{context_key}\x00{text}")
         found = self._cache.get(digest)
         if found is not None:
             return found
         result = self._mask_uncached(text, context_key)
-        self._cache.put(digest, result)
+        if short and not result.entities:
+            clean = self._clean_short
+            if len(clean) >= _SHORT_TEXTS_KEPT:
+                clean.clear()
+            clean.add((context_key, text))
+        else:
+            self._cache.put(digest, result)
         return result
 
     # ---------------------------------------------------------------------------------------
@@ -395,7 +411,8 @@ class Masker:
                     results[leaf] = result
                 else:
                     duplicates += 1
-                counts.update(result.entities)
+                if result.entities:
+                    counts.update(result.entities)
             if duplicates:
                 self._cache.count_hits(duplicates)
             if not counts:

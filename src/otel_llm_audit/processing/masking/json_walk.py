@@ -50,25 +50,44 @@ def is_json(value: Any) -> bool:
 #: "content", "patient_id"). Others (an address or a phone number used as a key, a token)
 #: are masked like values; the shortest secret we detect (an AWS key id) has 20 characters.
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,15}")
+_plain_keys: dict[str, bool] = {}  # member names repeat in every message: judged once
+_PLAIN_KEYS_KEPT = 4096
 #: The context of a member name being masked: none (a key has no key of its own).
 KEY_CONTEXT: str | None = None
 
 
 def collect(document: Any) -> list[tuple[str | None, str]]:
-    """Every maskable leaf as (nearest member name, text), in document order; member names too."""
+    """Every maskable leaf as (nearest member name, text), in document order; member names too.
+
+    ``document`` comes from ``json.loads``, so exact type checks suffice (and ``bool`` is not
+    taken for an ``int``); a recursion too deep raises ``RecursionError``, which the masker
+    turns into a masking failure.
+    """
     found: list[tuple[str | None, str]] = []
-    stack: list[tuple[Any, str | None]] = [(document, None)]
-    while stack:
-        node, key = stack.pop()
-        if isinstance(node, str):
-            found.append((key, node))
-        elif isinstance(node, dict):
-            found.extend((KEY_CONTEXT, k) for k in node if not _PLAIN_KEY.fullmatch(k))
-            stack.extend((v, k) for k, v in reversed(list(node.items())))
-        elif isinstance(node, list):
-            stack.extend((v, key) for v in reversed(node))
-        elif isinstance(node, int) and not isinstance(node, bool):
-            found.append((key, str(node)))
+    append = found.append
+    plain_keys = _plain_keys
+
+    def walk(node: Any, key: str | None) -> None:
+        kind = type(node)
+        if kind is str:
+            append((key, node))
+        elif kind is dict:
+            for k, v in node.items():
+                plain = plain_keys.get(k)
+                if plain is None:
+                    plain = _PLAIN_KEY.fullmatch(k) is not None
+                    if len(plain_keys) < _PLAIN_KEYS_KEPT:
+                        plain_keys[k] = plain
+                if not plain:
+                    append((KEY_CONTEXT, k))
+                walk(v, k)
+        elif kind is list:
+            for v in node:
+                walk(v, key)
+        elif kind is int:
+            append((key, str(node)))
+
+    walk(document, None)
     return found
 
 

@@ -56,27 +56,33 @@ Trigger = Callable[[str], bool]
 
 #: Cheap relaxations of presidio's predefined patterns and of this package's, per entity
 #: type: each is true on every text where the recognizers' own patterns can match. A string
-#: is a regular expression; a callable is used as is (plain substring tests are an order of
-#: magnitude faster than a regular expression that starts with ``\b`` or ignores case).
-_MAC = re.compile(r"[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.")
-
-_GATES: dict[str, str | Trigger] = {
-    "CREDIT_CARD": r"\d(?:[ -]?\d){12}",
-    "US_SSN": r"\d(?:[ .-]?\d){8}",
-    "US_ITIN": r"9\d\d[ -]?\d\d[ -]?\d{4}",
-    "US_PASSPORT": r"\d{8}",
-    "US_BANK_NUMBER": r"\d{8}",
-    "UK_NHS": r"\d{3}[ -]?\d{3}[ -]?\d{4}",
-    "IBAN_CODE": r"[A-Z]{2}\d\d",
-    "IP_ADDRESS": r"\d\.\d{1,3}\.\d{1,3}\.\d|::|[0-9A-Fa-f]:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:",
-    # six groups joined by five ":" or "-", or three joined by two "."
-    "MAC_ADDRESS": lambda text: (
-        (text.count(":") >= 5 or text.count("-") >= 5 or text.count(".") >= 2) and _MAC.search(text) is not None
+#: is a regular expression; a pair is (any text, ASCII text): ``\d`` matches every Unicode
+#: digit, as in presidio's patterns, but Python's engine only skips ahead quickly to a first
+#: character given as a plain set, so ASCII texts (``str.isascii``, where ``\d`` is [0-9])
+#: get a form that starts with one. Each pattern starts with one character rare in prose
+#: (a digit, a separator) for the same reason. A callable is used as is (plain substring
+#: tests are an order of magnitude faster than a regular expression).
+_GATES: dict[str, str | tuple[str, str] | Trigger] = {
+    "CREDIT_CARD": (r"\d(?:[ -]?\d){12}", r"[0-9](?:[ -]?[0-9]){12}"),
+    "US_SSN": (r"\d(?:[ .-]?\d){8}", r"[0-9](?:[ .-]?[0-9]){8}"),
+    "US_ITIN": (r"9\d\d[ -]?\d\d[ -]?\d{4}", r"9[0-9][0-9][ -]?[0-9][0-9][ -]?[0-9]{4}"),
+    "US_PASSPORT": (r"\d{8}", r"[0-9][0-9]{7}"),
+    "US_BANK_NUMBER": (r"\d{8}", r"[0-9][0-9]{7}"),
+    "UK_NHS": (r"\d{3}[ -]?\d{3}[ -]?\d{4}", r"[0-9][0-9]{2}[ -]?[0-9]{3}[ -]?[0-9]{4}"),
+    "IBAN_CODE": (r"[A-Z]{2}\d\d", r"[A-Z][A-Z][0-9][0-9]"),
+    # IPv4 "d.d.d.d"; IPv6 has two colons around at most four hex digits somewhere ("::" too)
+    "IP_ADDRESS": (
+        r"\d\.\d{1,3}\.\d{1,3}\.\d|:[0-9A-Fa-f]{0,4}:",
+        r"[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]|:[0-9A-Fa-f]{0,4}:",
     ),
+    # six hex pairs joined by ":" or "-" hold three pairs between separators; three groups of
+    # four joined by "." hold one group between dots
+    "MAC_ADDRESS": r"[:-][0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}[:-]|\.[0-9A-Fa-f]{4}\.",
     # A valid address starts with "bc1" (any case: presidio matches case-insensitively) or
-    # with 1 or 3 followed by base58 characters, which exclude 0, O, I and l.
-    "CRYPTO": r"[bB][cC]1[A-Za-z0-9]{25}|[13][a-km-zA-HJ-NP-Z1-9]{25}",
-    "MEDICAL_LICENSE": r"[A-Za-z][A-Za-z9]\d{7}",
+    # with 1 or 3 followed by base58 characters: either way a 1 or a 3 and 25 more.
+    "CRYPTO": r"[13][A-Za-z0-9]{25}",
+    # two letters and seven digits: the digits alone
+    "MEDICAL_LICENSE": (r"\d{7}", r"[0-9][0-9]{6}"),
     "UUID": r"[0-9A-Fa-f]{8}-",
     "URL": r"\.[A-Za-z]|://",
     "EMAIL_ADDRESS": lambda text: "@" in text,
@@ -181,6 +187,9 @@ def _gate(entity: str, policy: MaskingPolicy, setup: AnalyzerSetup) -> Trigger:
         return _always
     if callable(gate):
         return gate
+    if isinstance(gate, tuple):
+        any_text, ascii_text = re.compile(gate[0]).search, re.compile(gate[1]).search
+        return lambda text: (ascii_text if text.isascii() else any_text)(text) is not None
     search = re.compile(gate).search
     return lambda text: search(text) is not None
 
