@@ -147,9 +147,9 @@ def masking_stage_for(settings: Settings, meter_provider: MeterProvider | None) 
 
 def _check_prices(settings: Settings) -> None:
     """A broken price override file is a start-up error, not a silent gap in cost."""
-    from otel_llm_audit.processing.cost import PriceTable
+    from otel_llm_audit.emitter.spans import load_prices
 
-    PriceTable.load(*settings.price_files)
+    load_prices(settings)
 
 
 def _set_global_providers(provider: TracerProvider, meter_provider: MeterProvider | None) -> None:
