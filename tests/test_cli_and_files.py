@@ -66,6 +66,13 @@ def test_demo_records_one_trace_with_identity_tool_call_stream_and_embedding(
         }
     file_text = output.read_text()
     assert "40417733" not in file_text and "555 0143" not in file_text and "claire.martin" not in file_text
+    # A second provider in the same trace, under the same root and identity.
+    (claude,) = [s for s in spans if s.scope == "otel_llm_audit.instrumentation.anthropic"]
+    assert claude.name == "chat claude-haiku-4-5"
+    assert claude.parent_span_id == root.span_id
+    assert claude.attributes[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
+    assert claude.attributes[semconv.USER_ID] == "nurse-4711"
+    assert "anthropic summary: Hello from the fake model." in printed
     # The show command reads the same file back.
     assert main(["show", str(output), "--trace", root.trace_id]) == 0
     shown = capsys.readouterr().out

@@ -1,8 +1,9 @@
 """``otel-llm-audit demo``: a scripted app, through the real ``openai`` SDK, against a fake model.
 
-No network and no API key: a loopback server speaks the OpenAI wire format. The app runs a
-chat that triggers a tool call, sends the tool result back for a streamed answer, and embeds
-a note, all inside one ``audit_context``; then the recorded trace is printed as a tree. The
+No network and no API key: a loopback server speaks the OpenAI and Anthropic wire formats.
+The app runs a chat that triggers a tool call, sends the tool result back for a streamed
+answer, embeds a note, and has an Anthropic model summarise it, all inside one
+``audit_context``; then the recorded trace is printed as a tree. The
 prompt carries made-up personal data (a record number, a phone number, an e-mail address),
 so the default content mode shows what masking leaves of it.
 """
@@ -60,7 +61,7 @@ def run_demo(output: str, content: str, console: Console) -> int:
             ),
             tracer.start_as_current_span("handle discharge question"),
         ):
-            _scripted_app(client, console)
+            _scripted_app(client, console, server.anthropic_base_url)
     pipeline.force_flush()
     pipeline.shutdown()
     spans, bad = read_spans(output)
@@ -72,7 +73,7 @@ def run_demo(output: str, content: str, console: Console) -> int:
     return 0
 
 
-def _scripted_app(client: Any, console: Console) -> None:
+def _scripted_app(client: Any, console: Console, anthropic_base_url: str) -> None:
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": "You help ward staff prepare discharge notes."},
         {
@@ -95,3 +96,21 @@ def _scripted_app(client: Any, console: Console) -> None:
     answer = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     console.print(f"streamed answer: [bold]{answer}[/bold]")
     client.embeddings.create(model="text-embedding-3-small", input=answer)
+    _anthropic_summary(anthropic_base_url, answer, console)
+
+
+def _anthropic_summary(base_url: str, answer: str, console: Console) -> None:
+    """A second provider in the same trace: the note summarised by an Anthropic model."""
+    try:
+        import anthropic
+    except ImportError:
+        console.print("[dim](anthropic not installed: the demo's second provider is skipped)[/dim]")
+        return
+    with anthropic.Anthropic(base_url=base_url, api_key="sk-ant-demo-not-a-real-key", max_retries=0) as claude:
+        note = claude.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=200,
+            system="You write one-line discharge notes.",
+            messages=[{"role": "user", "content": f"Summarise for the discharge note: {answer}"}],
+        )
+    console.print(f"anthropic summary: [bold]{note.content[0].text}[/bold]")
