@@ -113,4 +113,5 @@ def _anthropic_summary(base_url: str, answer: str, console: Console) -> None:
             system="You write one-line discharge notes.",
             messages=[{"role": "user", "content": f"Summarise for the discharge note: {answer}"}],
         )
-    console.print(f"anthropic summary: [bold]{note.content[0].text}[/bold]")
+    summary = "".join(getattr(block, "text", "") for block in note.content)
+    console.print(f"anthropic summary: [bold]{summary}[/bold]")
