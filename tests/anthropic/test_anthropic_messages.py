@@ -116,6 +116,10 @@ def test_input_tokens_include_cache_reads_and_writes_and_cost_uses_cache_prices(
     assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == raw_input + fs.CACHE_READ_TOKENS + fs.CACHE_CREATION_TOKENS
     assert attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == fs.CACHE_READ_TOKENS
     assert attrs[semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] == fs.CACHE_CREATION_TOKENS
+    # claude-haiku-4-5: $1 per million input, $0.10 cache reads, $1.25 cache writes, $5 output
+    expected_input = (raw_input * 1.00 + fs.CACHE_READ_TOKENS * 0.10 + fs.CACHE_CREATION_TOKENS * 1.25) / 1e6
+    assert attrs[semconv.LLM_AUDIT_COST_INPUT_USD] == pytest.approx(expected_input)
+    assert attrs[semconv.LLM_AUDIT_COST_OUTPUT_USD] == pytest.approx(message.usage.output_tokens * 5.00 / 1e6)
 
 
 def test_tool_use_round_trip_records_definitions_calls_and_results(audit: Any, client: anthropic.Anthropic) -> None:
