@@ -712,6 +712,14 @@ def run_ner(model: str, n: int, seed: int, rounds: int, chunk: int) -> dict[str,
         rss_mib[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     replacer = Replacer("type")
     accuracy = ner_accuracy(samples, maskers, replacer)
+    # The same names and places without the look-alike sentences: how much of NER's false
+    # positives the look-alikes account for (their density in the corpus is a choice).
+    plain = corpus_mod.generate(n, seed, names=True, lookalikes=False)
+    without_lookalikes: dict[str, Any] = {
+        "mean_chars": round(statistics.mean(len(s.text) for s in plain), 1),
+    }
+    for name, masker in maskers.items():
+        without_lookalikes[name] = score(plain, [masker.detect(s.text) for s in plain], replacer)
     timing = ner_timing(texts, maskers, rounds, chunk)
 
     def _version(dist: str) -> str | None:
@@ -750,11 +758,30 @@ def run_ner(model: str, n: int, seed: int, rounds: int, chunk: int) -> dict[str,
             "clean_texts": sum(1 for s in samples if not s.spans),
             "gold_spans": dict(Counter(g.entity for s in samples for g in s.spans).most_common()),
         },
+        "source": _git_state(),
         "startup_s": startup,
         "max_rss_mib_after_build": rss_mib,
         "timing": timing,
         "accuracy": accuracy,
+        "accuracy_without_lookalikes": without_lookalikes,
     }
+
+
+def _git_state() -> dict[str, Any]:
+    """The commit the run measured and whether the masking sources differed from it."""
+    import subprocess
+
+    root = HERE.parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "src/otel_llm_audit/processing/masking")
+    return {"commit": git("rev-parse", "HEAD"), "masking_src_modified": None if dirty is None else bool(dirty)}
 
 
 def render_ner(r: dict[str, Any]) -> str:
@@ -775,7 +802,14 @@ def render_ner(r: dict[str, Any]) -> str:
         "",
         f"Maskers: the shipped default policy (`{r['policy_versions']['pattern_only']}`), and the same with "
         f"`ner_model: {r['ner_model']}`, `ner_entities: [PERSON, LOCATION]` (`{r['policy_versions']['ner']}`); "
-        "cache off, so every text is analysed.",
+        "cache off, so every text is analysed."
+        + (
+            f" Source: commit `{r['source']['commit'][:12]}`"
+            + (", masking sources modified" if r["source"].get("masking_src_modified") else "")
+            + "."
+            if r.get("source", {}).get("commit")
+            else ""
+        ),
         "",
         f"Corpus: `corpus.generate({r['corpus']['n']}, {r['corpus']['seed']}, names=True)`: "
         f"{r['corpus']['n']} texts, mean {r['corpus']['mean_chars']} chars, median {r['corpus']['median_chars']}, "
@@ -831,6 +865,36 @@ def render_ner(r: dict[str, Any]) -> str:
         + " | ".join(str(acc[n]["all_types"]["gold_values_leaked"]) for n in names)
         + " |"
     )
+    plain = r.get("accuracy_without_lookalikes")
+    if plain:
+        lines += [
+            "",
+            "The same corpus without the look-alike sentences (same names and places, mean "
+            f"{plain['mean_chars']} chars), accuracy only:",
+            "",
+            "| | " + " | ".join(label[n] for n in names) + " |",
+            "|---|---|---|",
+        ]
+        for e in NER_TYPES:
+            lines.append(
+                f"| {e} recall typed / precision typed | "
+                + " | ".join(
+                    f"{_f(plain[n]['per_entity'].get(e, {}).get('recall_typed'))} / "
+                    f"{_f(plain[n]['per_entity'].get(e, {}).get('precision_typed'))}"
+                    for n in names
+                )
+                + " |"
+            )
+        lines.append(
+            "| precision typed, all types | "
+            + " | ".join(_f(plain[n]["overall"]["precision_typed"]) for n in names)
+            + " |"
+        )
+        lines.append(
+            "| clean texts with a detection | "
+            + " | ".join(plain[n]["clean_texts_with_a_detection"] for n in names)
+            + " |"
+        )
     lines += ["", "| entity | gold | " + " | ".join(label[n] for n in names) + " |", "|---|---:|---|---|"]
     per = {n: acc[n]["all_types"]["per_entity"] for n in names}
     entities = sorted({e for n in names for e in per[n]}, key=lambda e: (e not in NER_TYPES, e))

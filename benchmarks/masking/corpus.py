@@ -652,7 +652,7 @@ _OPENERS = {
 }
 
 
-def _sample(rng: random.Random, idx: int, extra: random.Random | None = None) -> Sample:
+def _sample(rng: random.Random, idx: int, extra: random.Random | None = None, lookalikes: bool = True) -> Sample:
     """One labelled sample from ``rng``; with ``extra``, names and places are added from it."""
     domain = rng.choice(list(_OPENERS))
     kind = rng.choice(["prompt", "prompt", "answer", "answer", "tool"])
@@ -675,7 +675,7 @@ def _sample(rng: random.Random, idx: int, extra: random.Random | None = None) ->
         if b.length >= target:
             break
     if extra is not None:
-        return _with_names(extra, idx, domain, kind, pieces)
+        return _with_names(extra, idx, domain, kind, pieces, lookalikes)
     text = "".join(b.parts).rstrip()
     if len(text) < 50:
         text = (text + " " + "Thanks in advance for your help with this request.")[:2000]
@@ -688,8 +688,14 @@ _P_NAMES = 0.12
 _P_LOOKALIKE = 0.08
 
 
-def _with_names(extra: random.Random, idx: int, domain: str, kind: str, pieces: list[Piece]) -> Sample:
-    """The sample made of ``pieces`` with name, place and look-alike sentences inserted between them."""
+def _with_names(
+    extra: random.Random, idx: int, domain: str, kind: str, pieces: list[Piece], lookalikes: bool
+) -> Sample:
+    """The sample made of ``pieces`` with name, place and look-alike sentences inserted between them.
+
+    Without ``lookalikes`` the look-alike sentences are drawn and dropped, so the names and
+    places are the same ones.
+    """
     personal = any(spans for _, spans in pieces)
     out: list[Piece] = []
     length = sum(len(t) + 1 for t, _ in pieces)
@@ -703,7 +709,8 @@ def _with_names(extra: random.Random, idx: int, domain: str, kind: str, pieces: 
         else:
             added = None
         if added is not None and length + len(added[0]) + 1 <= 2000:
-            out.append(added)
+            if lookalikes or not roll > 1 - _P_LOOKALIKE:
+                out.append(added)
             length += len(added[0]) + 1
     b = _Builder()
     for text, spans in out:
@@ -716,15 +723,16 @@ def _with_names(extra: random.Random, idx: int, domain: str, kind: str, pieces: 
     return Sample(id=f"s{idx:05d}", domain=domain, kind=kind, text=text, spans=[Span(e, s, t) for e, s, t in b.spans])
 
 
-def generate(n: int = 2000, seed: int = 7, *, names: bool = False) -> list[Sample]:
-    """``n`` labelled samples; identical for the same ``n``, ``seed`` and ``names``.
+def generate(n: int = 2000, seed: int = 7, *, names: bool = False, lookalikes: bool = True) -> list[Sample]:
+    """``n`` labelled samples; identical for the same arguments.
 
     ``names=True`` adds PERSON and LOCATION gold spans and NER look-alikes (see the module
-    docstring); every other value and span is the one ``names=False`` gives.
+    docstring); every other value and span is the one ``names=False`` gives. With
+    ``lookalikes=False`` the same names and places come without the look-alike sentences.
     """
     rng = random.Random(seed)
     extra = random.Random(f"names-{seed}") if names else None
-    return [_sample(rng, i, extra) for i in range(n)]
+    return [_sample(rng, i, extra, lookalikes) for i in range(n)]
 
 
 def conversations(n_chats: int = 50, turns: int = 10, seed: int = 11) -> list[list[str]]:
