@@ -232,11 +232,11 @@ def test_detection_timeout_withholds_and_the_pipeline_keeps_moving(
     original = masker._analyze
     stuck = threading.Event()
 
-    def slow(text: str, entities: list[str]) -> Any:
+    def slow(text: str, entities: list[str], *rest: Any) -> Any:
         if "SLOW" in text:
             stuck.set()
             time.sleep(1.5)
-        return original(text, entities)
+        return original(text, entities, *rest)
 
     monkeypatch.setattr(masker, "_analyze", slow)
     client = make_client()
@@ -268,9 +268,9 @@ def test_full_queue_withholds_content_events_and_status_but_keeps_every_span(
     original = masker._analyze
     release = threading.Event()
 
-    def held(text: str, entities: list[str]) -> Any:
+    def held(text: str, entities: list[str], *rest: Any) -> Any:
         release.wait(10)
-        return original(text, entities)
+        return original(text, entities, *rest)
 
     monkeypatch.setattr(masker, "_analyze", held)
     client = make_client()
@@ -303,9 +303,9 @@ def test_block_policy_waits_for_room_instead_of_dropping(
     masker = _masker(audit)
     original = masker._analyze
 
-    def slowish(text: str, entities: list[str]) -> Any:
+    def slowish(text: str, entities: list[str], *rest: Any) -> Any:
         time.sleep(0.02)
-        return original(text, entities)
+        return original(text, entities, *rest)
 
     monkeypatch.setattr(masker, "_analyze", slowish)
     client = make_client()

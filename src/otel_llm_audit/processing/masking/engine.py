@@ -309,26 +309,31 @@ class Masker:
             entities.extend(self._ner)
         if not entities:
             return found
+        # With NER, the spaCy pipeline is the expensive part: run it once per text, not once
+        # per analyze() call below (presidio would run it again for the phone pass).
+        artifacts = self._analyzer.nlp_engine.process_text(text, _LANGUAGE) if self._ner else None
         phone = self._phone
         if phone is None or phone.entity not in entities or len(entities) == 1:
-            found.extend(self._analyze(text, entities))
+            found.extend(self._analyze(text, entities, artifacts))
             return found
         # Phone numbers last: a digit run already inside a detection that outscores any phone
         # number (a validated card or IBAN, a deny-list match) would only be absorbed by it,
         # and parsing it in eight regions is the most expensive thing presidio does.
-        found.extend(self._analyze(text, [e for e in entities if e != phone.entity]))
+        found.extend(self._analyze(text, [e for e in entities if e != phone.entity], artifacts))
         strong = [d for d in found if d.score > phone.max_score]
         runs = phone.recognizer.candidates(text)
         if strong:
             runs = [run for run in runs if not _absorbed(text, run, strong)]
             phone.recognizer.remember(text, runs)
         if runs:
-            found.extend(self._analyze(text, [phone.entity]))
+            found.extend(self._analyze(text, [phone.entity], artifacts))
         return found
 
-    def _analyze(self, text: str, entities: list[str]) -> list[Detection]:
+    def _analyze(self, text: str, entities: list[str], artifacts: Any = None) -> list[Detection]:
         """presidio's detections of ``entities``, kept by threshold and allow lists."""
-        results = self._analyzer.analyze(text=text, language=_LANGUAGE, entities=entities, score_threshold=self._floor)
+        results = self._analyzer.analyze(
+            text=text, language=_LANGUAGE, entities=entities, score_threshold=self._floor, nlp_artifacts=artifacts
+        )
         thresholds = self._thresholds
         kept = []
         for r in results:
