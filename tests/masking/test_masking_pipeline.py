@@ -231,11 +231,12 @@ def test_detection_timeout_withholds_and_the_pipeline_keeps_moving(
     masker = _masker(audit)
     original = masker._analyze
     stuck = threading.Event()
+    release = threading.Event()
 
     def slow(text: str, entities: list[str], *rest: Any) -> Any:
         if "SLOW" in text:
             stuck.set()
-            time.sleep(1.5)
+            release.wait(20)  # a detection that hangs until the test lets it go
         return original(text, entities, *rest)
 
     monkeypatch.setattr(masker, "_analyze", slow)
@@ -251,7 +252,8 @@ def test_detection_timeout_withholds_and_the_pipeline_keeps_moving(
         assert span.attributes[semconv.LLM_AUDIT_REDACTION_FAILURE] == "timeout"
         assert EMAIL not in _all_text(span)
     assert audit.pipeline.masking.failure_counts["timeout"] >= 2
-    time.sleep(1.6)  # the stuck detection finishes; masking resumes
+    release.set()  # the stuck detection finishes; masking resumes
+    assert audit.pipeline.masking._current.finished.wait(20)
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"{EMAIL} three"}])
     later = max(audit.llm_spans(), key=lambda s: s.start_time or 0)
     assert later.attributes[semconv.LLM_AUDIT_REDACTION_STATUS] == "masked"

@@ -64,3 +64,29 @@ def json_or_text(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+class DictView:
+    """Attribute access over a dict chunk, so chunk assembly reads SDK objects and dicts alike
+    with plain ``getattr`` (the fast path for the SDK's own objects, which is what arrives)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        return view(self._data.get(name))
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self._data
+
+
+def view(value: Any) -> Any:
+    """``value`` with its dicts behind :class:`DictView` (lists converted item by item)."""
+    if type(value) is dict:
+        return DictView(value)
+    if type(value) is list:
+        return [view(v) for v in value]
+    return value

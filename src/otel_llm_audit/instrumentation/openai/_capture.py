@@ -5,6 +5,12 @@ mutate after the call (its ``messages`` list, its message dicts). The ``resolve_
 run later, off the caller's thread, and walk the request, the response object or the list of
 stream chunks to fill in the record. They must cope with anything: a missing field, a new
 SDK type, a malformed chunk becomes a note on the record, never an exception that loses it.
+
+What the provider says about safety becomes a policy event on the record (never the content
+that triggered it): a ``content_filter`` finish reason or incomplete reason, a refusal, Azure
+OpenAI's content filter annotations (``prompt_filter_results``, per-choice
+``content_filter_results``, the Responses API's ``content_filters``) and Azure's 400
+``content_filter`` error, which stays an error and carries its policy event too.
 """
 
 from __future__ import annotations
@@ -13,8 +19,26 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
-from otel_llm_audit.instrumentation.readers import as_float, as_int, as_str, as_str_list, get, json_or_text
-from otel_llm_audit.records import LLMCall, Message, Part, RequestParams, Usage
+from otel_llm_audit.instrumentation.openai._safety import (
+    FilterTallies,
+    FilterTally,
+    choice_policy_events,
+    content_filters_events,
+    error_policy_events,
+    extra,
+    may_have_extras,
+    refusal_event,
+)
+from otel_llm_audit.instrumentation.readers import (
+    as_float,
+    as_int,
+    as_str,
+    as_str_list,
+    get,
+    json_or_text,
+    view,
+)
+from otel_llm_audit.records import LLMCall, Message, Part, PolicyEvent, RequestParams, Usage
 
 # ---------------------------------------------------------------------------------------
 # Snapshots (caller's thread)
@@ -189,6 +213,8 @@ def resolve_chat(record: LLMCall, state: OpenAICallState) -> None:
         _resolve_chat_chunks(record, state.chunks)
     elif state.response is not None:
         _resolve_chat_completion(record, state.response)
+    if record.error is not None:
+        error_policy_events(record)
 
 
 def _resolve_chat_completion(record: LLMCall, completion: Any) -> None:
@@ -215,10 +241,19 @@ def _resolve_chat_completion(record: LLMCall, completion: Any) -> None:
     record.finish_reasons = reasons
     record.output_messages = outputs
     record.usage = chat_usage(_get(completion, "usage"))
+    prompts = FilterTallies()
+    prompts.add_prompt_results(completion)
+    prompts.emit(record, scope="prompt")
+    for position, choice in enumerate(choices):
+        index = _int(_get(choice, "index"))
+        tally = FilterTally()
+        tally.add(extra(choice, "content_filter_results"))
+        choice_policy_events(record, position if index is None else index, reasons[position], tally,
+                              bool(_get(_get(choice, "message"), "refusal")))
 
 
 class _ChoiceAccumulator:
-    __slots__ = ("finish_reason", "refusal", "role", "text", "tool_calls")
+    __slots__ = ("filters", "finish_reason", "refusal", "role", "text", "tool_calls")
 
     def __init__(self) -> None:
         self.role = "assistant"
@@ -226,36 +261,21 @@ class _ChoiceAccumulator:
         self.refusal: list[str] = []
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
-
-
-class _DictView:
-    """Attribute access over a dict chunk, so chunk assembly reads SDK objects and dicts alike
-    with plain ``getattr`` (the fast path for the SDK's own objects, which is what arrives)."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-
-    def __getattr__(self, name: str) -> Any:
-        return _view(self._data.get(name))
-
-
-def _view(value: Any) -> Any:
-    if type(value) is dict:
-        return _DictView(value)
-    if type(value) is list:
-        return [_view(v) for v in value]
-    return value
+        self.filters: FilterTally | None = None
 
 
 def _resolve_chat_chunks(record: LLMCall, chunks: list[Any]) -> None:
     choices: dict[int, _ChoiceAccumulator] = {}
+    prompts = FilterTallies()
     for raw_chunk in chunks:
-        chunk = _view(raw_chunk)
+        chunk = view(raw_chunk)
+        # Azure's first chunk carries only the prompt filter results, with "" for id and model.
         if record.response_id is None:
-            record.response_id = _str(getattr(chunk, "id", None))
-            record.response_model = _str(getattr(chunk, "model", None))
+            record.response_id = _str(getattr(chunk, "id", None)) or None
+        if record.response_model is None:
+            record.response_model = _str(getattr(chunk, "model", None)) or None
+        if may_have_extras(chunk):
+            prompts.add_prompt_results(chunk)
         if record.system_fingerprint is None:
             record.system_fingerprint = _str(getattr(chunk, "system_fingerprint", None))
         if record.service_tier is None:
@@ -290,8 +310,14 @@ def _resolve_chat_chunks(record: LLMCall, chunks: list[Any]) -> None:
             reason = getattr(choice, "finish_reason", None)
             if reason:
                 acc.finish_reason = str(reason)
+            filter_results = extra(choice, "content_filter_results") if may_have_extras(choice) else None
+            if filter_results:
+                if acc.filters is None:
+                    acc.filters = FilterTally()
+                acc.filters.add(filter_results)
     outputs: list[Message] = []
     reasons: list[str] = []
+    prompts.emit(record, scope="prompt")
     for index in sorted(choices):
         acc = choices[index]
         parts: list[Part] = []
@@ -307,6 +333,7 @@ def _resolve_chat_chunks(record: LLMCall, chunks: list[Any]) -> None:
         reasons.append(reason)
         outputs.append(Message(role=acc.role, parts=parts,
                                finish_reason=_FINISH_TO_PART_REASON.get(reason, reason)))
+        choice_policy_events(record, index, reason, acc.filters or FilterTally(), bool(acc.refusal))
     record.output_messages = outputs
     record.finish_reasons = reasons
 
@@ -385,12 +412,16 @@ def resolve_responses(record: LLMCall, state: OpenAICallState) -> None:
         response = _response_from_events(record, state.chunks)
     if response is not None:
         resolve_response_object(record, response, with_usage=True)
+    if record.error is not None:
+        error_policy_events(record)
 
 
 def _response_from_events(record: LLMCall, events: list[Any]) -> Any:
     """The final response of a stream, or what the deltas say when it never came."""
     final = None
     texts: list[str] = []
+    refusals: list[str] = []
+    refusal_at: dict[str, Any] = {}
     for event in events:
         kind = _get(event, "type")
         if kind in ("response.completed", "response.incomplete", "response.failed"):
@@ -401,9 +432,17 @@ def _response_from_events(record: LLMCall, events: list[Any]) -> Any:
             record.response_model = _str(_get(created, "model"))
         elif kind == "response.output_text.delta":
             texts.append(str(_get(event, "delta", "")))
-    if final is None and texts:
-        record.output_messages = [Message(role="assistant", parts=[{"type": "text", "content": "".join(texts)}],
-                                          finish_reason="error")]
+        elif kind == "response.refusal.delta":
+            refusals.append(str(_get(event, "delta", "")))
+            if not refusal_at:
+                refusal_at = {"output_index": _int(_get(event, "output_index")),
+                              "content_index": _int(_get(event, "content_index"))}
+    if final is None and (texts or refusals):
+        parts: list[Part] = [{"type": "text", "content": "".join(texts)}] if texts else []
+        if refusals:
+            parts.append({"type": "refusal", "content": "".join(refusals)})
+            record.policy_events.append(refusal_event(record, {k: v for k, v in refusal_at.items() if v is not None}))
+        record.output_messages = [Message(role="assistant", parts=parts, finish_reason="error")]
         record.finish_reasons = ["error"]
     return final
 
@@ -415,10 +454,15 @@ def resolve_response_object(record: LLMCall, response: Any, *, with_usage: bool)
     record.service_tier = _str(_get(response, "service_tier"))
     parts: list[Part] = []
     has_tool_call = False
-    for item in _get(response, "output") or ():
+    refusals: list[dict[str, Any]] = []
+    for output_index, item in enumerate(_get(response, "output") or ()):
         kind = _get(item, "type")
         if kind == "message":
-            parts.extend(_responses_content_part(p) for p in _get(item, "content") or ())
+            for content_index, p in enumerate(_get(item, "content") or ()):
+                part = _responses_content_part(p)
+                if part["type"] == "refusal":
+                    refusals.append({"output_index": output_index, "content_index": content_index})
+                parts.append(part)
         elif kind == "function_call":
             has_tool_call = True
             parts.append({"type": "tool_call", "id": _get(item, "call_id"), "name": _get(item, "name"),
@@ -429,9 +473,16 @@ def resolve_response_object(record: LLMCall, response: Any, *, with_usage: bool)
         else:
             parts.append({"type": "server_tool_call", "id": _get(item, "id"), "name": str(kind),
                           "server_tool_call": {"type": str(kind)}})
-    reason = _responses_finish_reason(record.response_status, _get(response, "incomplete_details"), has_tool_call)
+    incomplete = _get(response, "incomplete_details")
+    reason = _responses_finish_reason(record.response_status, incomplete, has_tool_call)
     record.finish_reasons = [reason]
     record.output_messages = [Message(role="assistant", parts=parts, finish_reason=reason)]
+    content_filters_events(record, extra(response, "content_filters"), name="content_filters")
+    if record.response_status == "incomplete" and _get(incomplete, "reason") == "content_filter":
+        record.policy_events.append(PolicyEvent("content_filter", "blocked", source=record.provider,
+                                                name="incomplete_details", details={"reason": "content_filter"}))
+    for where in refusals:
+        record.policy_events.append(refusal_event(record, where))
     if with_usage:
         usage = _get(response, "usage")
         record.usage = Usage(
