@@ -20,6 +20,22 @@ Scripting rules (all driven by the request, nothing random):
   is the weather sentence; a json_schema format answers ``{"answer": "42"}``.
 * Token counts: prompt = characters of all text // 4 + 1 (half of it cached
   when any text contains ``[cached]``), completion = len(answer) // 4 + 1.
+* Safety (model-name substrings, chat and Responses, streamed or not):
+  ``refuse`` -> the refusal sentence as ``message.refusal`` / ``delta.refusal``
+  (content null), or a Responses ``refusal`` part (``response.refusal.*``
+  events); ``filter-completion`` -> no text and finish reason
+  ``content_filter`` (Responses: status ``incomplete``, reason
+  ``content_filter``); ``filter-prompt`` -> Azure's 400 ``content_filter``
+  error (chat: ``innererror.content_filter_result``; Responses:
+  ``content_filters``), with violence (medium) and a jailbreak filtered.
+* Azure OpenAI (``openai.AzureOpenAI(azure_endpoint=<server root>)``):
+  ``POST /openai/deployments/{deployment}/chat/completions`` and
+  ``POST /openai/responses`` (any ``api-version``) answer as above, plus
+  Azure's annotations: ``prompt_filter_results`` (streamed: a first chunk with
+  no choices and empty id and model) and per-choice ``content_filter_results``
+  (Responses: ``content_filters`` for prompt and completion), all ``safe``
+  except ``filter-completion`` (violence filtered at high severity) and
+  ``flag-prompt`` (a jailbreak detected in the prompt, not filtered).
 
 Anthropic Messages API (``anthropic.Anthropic(base_url=server.anthropic_base_url)``,
 the server root; the SDK appends ``/v1/messages``; any query such as
@@ -54,6 +70,29 @@ the server root; the SDK appends ``/v1/messages``; any query such as
   content and tool_use input JSON // 4 + 1 (cache tokens come on top);
   output = sum over content blocks of (characters // 4 + 1), where a block's
   characters are its text, its thinking or its input as JSON.
+
+Anthropic on Amazon Bedrock (``anthropic.AnthropicBedrock(base_url=server.anthropic_base_url,
+aws_access_key=..., aws_secret_key=..., aws_region=...)``) and Google Vertex AI
+(``anthropic.AnthropicVertex(base_url=server.base_url, region=..., project_id=...,
+access_token=...)``), with the same planning, ids, models and scripts as above:
+
+* Bedrock: ``POST /model/{model}/invoke`` answers the ``message`` as JSON;
+  ``POST /model/{model}/invoke-with-response-stream`` streams the same events
+  as ``application/vnd.amazon.eventstream`` messages (``:event-type: chunk``,
+  payload ``{"bytes": base64(event JSON)}``, CRC32s checked by botocore), with
+  ``amazon-bedrock-invocationMetrics`` on ``message_stop``. The model is the
+  URL-unquoted path segment; the body must carry ``anthropic_version`` and must
+  not carry ``model`` or ``stream`` (400 ``ValidationException``, like
+  Bedrock). Responses carry ``x-amzn-requestid`` (no ``request-id``); errors
+  are ``{"message": ...}`` with ``x-amzn-errortype``. ``error-midstream`` ends
+  the stream with a ``modelStreamErrorException`` exception message. The
+  SigV4 ``authorization`` header is recorded, not checked.
+* Vertex: ``POST [/v1]/projects/{p}/locations/{r}/publishers/anthropic/models/
+  {model}:rawPredict`` or ``:streamRawPredict`` answers exactly like
+  ``/v1/messages`` (plain SSE; the body's ``stream`` decides, as rawPredict
+  passes the body through) for the path's model; the body must carry
+  ``anthropic_version``. ``models/count-tokens:rawPredict`` counts tokens for
+  the body's ``model``.
 """
 
 from __future__ import annotations
@@ -66,12 +105,13 @@ import re
 import socket
 import struct
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = ["FakeModelServer", "RecordedRequest"]
 
@@ -118,6 +158,29 @@ MIDSTREAM_ERROR_EVENT: dict[str, Any] = {
 }
 _ANTHROPIC_PATH = "/v1/messages"
 _COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+
+# Anthropic on Amazon Bedrock and Google Vertex AI (see the module docstring).
+#: ``POST /model/{model}/invoke`` and ``/invoke-with-response-stream`` (model URL-quoted).
+_BEDROCK_PATH = re.compile(r"/model/([^/]+)/(invoke|invoke-with-response-stream)")
+#: ``POST [/v1]/projects/{p}/locations/{r}/publishers/anthropic/models/{model}:rawPredict|streamRawPredict``.
+_VERTEX_PATH = re.compile(
+    r"(?:/v1(?:beta1)?)?/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/([^/]+):(rawPredict|streamRawPredict)"
+)
+#: Vertex's token counting endpoint is this "model" with ``:rawPredict``; the model is in the body.
+VERTEX_COUNT_TOKENS_MODEL = "count-tokens"
+BEDROCK_STREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
+#: Bedrock's error type (``x-amzn-errortype``) per status; others are ``InternalServerException``.
+_BEDROCK_ERROR_TYPES: dict[int, str] = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    424: "ModelErrorException",
+    429: "ThrottlingException",
+    503: "ServiceUnavailableException",
+}
+#: The ``:exception-type`` of the message an ``error-midstream`` Bedrock stream ends with, after its first text delta.
+BEDROCK_MIDSTREAM_EXCEPTION = "modelStreamErrorException"
 
 _ANTHROPIC_ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -592,6 +655,154 @@ def _response_events(response: JsonDict, pieces: list[str]) -> list[JsonDict]:
 
 
 # --------------------------------------------------------------------------
+# Safety scripting: refusals, content filters and Azure OpenAI's annotations
+# --------------------------------------------------------------------------
+
+#: Model-name substrings (see the module docstring); ``refuse`` is :data:`REFUSE_MARKER`.
+FILTER_COMPLETION_MARKER = "filter-completion"
+FILTER_PROMPT_MARKER = "filter-prompt"
+FLAG_PROMPT_MARKER = "flag-prompt"
+#: The message of Azure's 400 ``content_filter`` error.
+AZURE_CONTENT_FILTER_MESSAGE = (
+    "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. "
+    "Please modify your prompt and retry. To learn more about our content filtering policies please read "
+    "our documentation: https://go.microsoft.com/fwlink/?linkid=2198766"
+)
+#: ``AzureOpenAI(azure_endpoint=server root)``: chat is per deployment, the Responses API is not.
+_AZURE_CHAT_PATH = re.compile(r"/openai/deployments/[^/]+/chat/completions")
+_AZURE_RESPONSES_PATH = "/openai/responses"
+
+
+def _azure_route(path: str) -> str | None:
+    """The OpenAI path an Azure OpenAI path is served as, or None."""
+    if _AZURE_CHAT_PATH.fullmatch(path):
+        return "/v1/chat/completions"
+    return "/v1/responses" if path == _AZURE_RESPONSES_PATH else None
+
+
+def _safety_answer(model: str, answer: _Answer) -> _Answer:
+    """``refuse``: the refusal sentence is what gets generated; ``filter-completion``: nothing is."""
+    if REFUSE_MARKER in model:
+        return _Answer(text=REFUSAL_ANSWER, tool_name=None)
+    if FILTER_COMPLETION_MARKER in model:
+        return _Answer(text="", tool_name=None)
+    return answer
+
+
+def _severity_results(**levels: str) -> JsonDict:
+    """Azure's four harm categories, ``safe`` unless given; a level at medium or above is filtered."""
+    return {
+        name: {"filtered": levels.get(name, "safe") in ("medium", "high"), "severity": levels.get(name, "safe")}
+        for name in ("hate", "self_harm", "sexual", "violence")
+    }
+
+
+def _azure_prompt_results(model: str) -> JsonDict:
+    """A prompt's ``content_filter_results``: ``flag-prompt`` detects (annotates, does not filter) a jailbreak."""
+    jailbreak = FLAG_PROMPT_MARKER in model
+    return {**_severity_results(), "jailbreak": {"filtered": False, "detected": jailbreak}}
+
+
+def _azure_completion_results(model: str) -> JsonDict:
+    """A choice's ``content_filter_results``: ``filter-completion`` filters violence at high severity."""
+    harm = _severity_results(violence="high") if FILTER_COMPLETION_MARKER in model else _severity_results()
+    undetected = {"filtered": False, "detected": False}
+    return {**harm, "protected_material_code": dict(undetected), "protected_material_text": dict(undetected)}
+
+
+def _azure_prompt_filter_results(model: str) -> list[JsonDict]:
+    return [{"prompt_index": 0, "content_filter_results": _azure_prompt_results(model)}]
+
+
+def _content_filter_error(responses_api: bool) -> JsonDict:
+    """Azure's 400 for a filtered prompt: ``innererror`` on chat, ``content_filters`` on the Responses API."""
+    results = {**_severity_results(violence="medium"), "jailbreak": {"filtered": True, "detected": True}}
+    error: JsonDict = {"message": AZURE_CONTENT_FILTER_MESSAGE, "param": "prompt", "code": "content_filter"}
+    if responses_api:
+        error["type"] = "invalid_request_error"
+        error["content_filters"] = [{"blocked": True, "source_type": "prompt", "content_filter_results": results}]
+    else:
+        error.update(type=None, status=400)
+        error["innererror"] = {"code": "ResponsibleAIPolicyViolation", "content_filter_result": results}
+    return {"error": error}
+
+
+def _safety_chat_completion(completion: JsonDict, model: str, azure: bool) -> None:
+    """Script a ``chat.completion`` in place: refusal, content filter finish, Azure annotations."""
+    for choice in completion["choices"]:
+        message = choice["message"]
+        if REFUSE_MARKER in model:
+            message["refusal"], message["content"] = message["content"], None
+        elif FILTER_COMPLETION_MARKER in model:
+            choice["finish_reason"], message["content"] = "content_filter", None
+        if azure:
+            choice["content_filter_results"] = _azure_completion_results(model)
+    if azure:
+        completion["prompt_filter_results"] = _azure_prompt_filter_results(model)
+
+
+def _safety_chat_chunks(chunks: list[JsonDict], model: str, azure: bool) -> list[JsonDict]:
+    """Script streamed chunks: refusal deltas, a ``content_filter`` finish, Azure annotations.
+
+    Azure sends the prompt's results first, in a chunk with no choices and empty
+    id and model; then each choice chunk carries ``content_filter_results``
+    (empty on the role and finish chunks, except a filtered finish).
+    """
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            delta, finish = choice["delta"], choice["finish_reason"]
+            if REFUSE_MARKER in model and "content" in delta:
+                delta["refusal"] = delta.pop("content")
+                if "role" in delta:
+                    delta["content"] = None
+            if FILTER_COMPLETION_MARKER in model and finish is not None:
+                choice["finish_reason"] = "content_filter"
+            if azure:
+                filtered = finish is not None and FILTER_COMPLETION_MARKER in model
+                carries_text = bool(delta.get("content") or delta.get("refusal"))
+                choice["content_filter_results"] = _azure_completion_results(model) if filtered or carries_text else {}
+    if not azure:
+        return chunks
+    first = {"choices": [], "created": 0, "id": "", "model": "", "object": ""}
+    return [{**first, "prompt_filter_results": _azure_prompt_filter_results(model)}, *chunks]
+
+
+def _safety_response(response: JsonDict, events: list[JsonDict], model: str, azure: bool) -> None:
+    """Script a Responses API object (and its stream events) in place, after the events were built.
+
+    ``refuse``: the message's part becomes a ``refusal`` part (``response.refusal.*``
+    events); ``filter-completion``: status ``incomplete``, reason ``content_filter``
+    (``response.incomplete``); Azure: ``content_filters`` for prompt and completion.
+    """
+    item = response["output"][0]
+    if REFUSE_MARKER in model and item["type"] == "message":
+        item["content"] = [{"type": "refusal", "refusal": item["content"][0]["text"]}]
+        for event in events:
+            kind = event["type"]
+            if kind in ("response.content_part.added", "response.content_part.done"):
+                event["part"] = {"type": "refusal", "refusal": event["part"]["text"]}
+            elif kind == "response.output_text.delta":
+                event["type"] = "response.refusal.delta"
+                del event["logprobs"]
+            elif kind == "response.output_text.done":
+                event["type"], event["refusal"] = "response.refusal.done", event.pop("text")
+                del event["logprobs"]
+    elif FILTER_COMPLETION_MARKER in model:
+        response.update(status="incomplete", incomplete_details={"reason": "content_filter"}, completed_at=None)
+        item["status"] = "incomplete"
+        for event in events:
+            if event["type"] == "response.completed":
+                event["type"] = "response.incomplete"
+    if azure:
+        filtered = FILTER_COMPLETION_MARKER in model
+        response["content_filters"] = [
+            {"blocked": False, "source_type": "prompt", "content_filter_results": _azure_prompt_results(model)},
+            {"blocked": filtered, "source_type": "completion",
+             "content_filter_results": _azure_completion_results(model)},
+        ]
+
+
+# --------------------------------------------------------------------------
 # Embeddings payloads
 # --------------------------------------------------------------------------
 
@@ -1002,6 +1213,87 @@ def _anthropic_error_headers(status: int) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------
+# Anthropic on Amazon Bedrock and Google Vertex AI
+# --------------------------------------------------------------------------
+
+
+def _event_stream_message(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message (``application/vnd.amazon.eventstream``).
+
+    A 12-byte prelude (total length, headers length, CRC32 of those 8 bytes),
+    the headers (each: name length, name, type 7 = string, value length,
+    value), the payload, and a CRC32 of everything before it; big-endian.
+    """
+    encoded = b"".join(
+        struct.pack(">B", len(name)) + name.encode() + b"\x07" + struct.pack(">H", len(value.encode())) + value.encode()
+        for name, value in headers.items()
+    )
+    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def _bedrock_chunk(event: JsonDict) -> bytes:
+    """A Messages stream event as Bedrock streams it: a ``chunk`` whose ``bytes`` are the event JSON, base64."""
+    payload = {"bytes": base64.b64encode(json.dumps(event).encode()).decode("ascii")}
+    headers = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
+    return _event_stream_message(headers, json.dumps(payload).encode())
+
+
+def _bedrock_exception(kind: str, message: str) -> bytes:
+    """A mid-stream exception message (``:message-type: exception``), as Bedrock ends a failed stream."""
+    headers = {":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"}
+    return _event_stream_message(headers, json.dumps({"message": message}).encode())
+
+
+def _bedrock_events(events: list[JsonDict], usage: JsonDict) -> list[JsonDict]:
+    """The first-party events, with Bedrock's invocation metrics on ``message_stop``."""
+    metrics = {
+        "inputTokenCount": usage["input_tokens"],
+        "outputTokenCount": usage["output_tokens"],
+        "invocationLatency": 1,
+        "firstByteLatency": 1,
+    }
+    return [*events[:-1], {**events[-1], "amazon-bedrock-invocationMetrics": metrics}]
+
+
+def _bedrock_body(body: Any, model: str) -> JsonDict:
+    """Bedrock's Anthropic body, with the path's model added for the shared validation and planning.
+
+    ``anthropic_version`` is required; ``model`` and ``stream`` are in the path
+    and refused in the body, as Bedrock does (``extraneous key [model] is not
+    permitted``).
+    """
+    if not isinstance(body, dict):
+        raise _BadRequest("Malformed input request, please reformat your input and try again.")
+    for key in ("model", "stream"):
+        if key in body:
+            raise _BadRequest(f"Malformed input request: #: extraneous key [{key}] is not permitted")
+    if not isinstance(body.get("anthropic_version"), str):
+        raise _BadRequest("Malformed input request: #: required key [anthropic_version] not found")
+    return {**body, "model": model}
+
+
+def _vertex_body(body: Any, model: str) -> JsonDict:
+    """Vertex's Anthropic body: ``anthropic_version`` required, the model from the path (count-tokens: the body's)."""
+    if not isinstance(body, dict):
+        raise _BadRequest("Request body must be a valid JSON object.")
+    if not isinstance(body.get("anthropic_version"), str):
+        raise _field_error("anthropic_version", "Field required")
+    return body if model == VERTEX_COUNT_TOKENS_MODEL else {**body, "model": model}
+
+
+def _bedrock_error_headers(status: int, request_id: str) -> dict[str, str]:
+    """``x-amzn-requestid`` and ``x-amzn-errortype``, plus the fake's fast-retry hints."""
+    kind = _BEDROCK_ERROR_TYPES.get(status, "InternalServerException")
+    return {
+        "x-amzn-requestid": request_id,
+        "x-amzn-errortype": f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+        **_error_headers(status),
+    }
+
+
+# --------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------
 
@@ -1078,6 +1370,8 @@ class _Handler(BaseHTTPRequestHandler):
     """Routes OpenAI endpoints to the pure payload builders above."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API; SSE uses chunked encoding
+    #: The request came in on an Azure OpenAI path (set per request by ``_route_post``).
+    _azure = False
     server_version = "FakeModelServer/1.0"
     timeout = 30  # idle keep-alive connections do not pin handler threads forever
 
@@ -1160,12 +1454,16 @@ class _Handler(BaseHTTPRequestHandler):
         if _is_anthropic_path(path):
             self._anthropic(request, path)
             return
+        if self._anthropic_platform(request, path):
+            return
         endpoints = {
             "/v1/chat/completions": self._chat,
             "/v1/responses": self._responses,
             "/v1/embeddings": self._embeddings,
         }
-        endpoint = endpoints.get(path)
+        azure_path = _azure_route(path)
+        self._azure = azure_path is not None
+        endpoint = endpoints.get(azure_path or path)
         if endpoint is None:
             self._route_unknown(request)
             return
@@ -1271,37 +1569,150 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_sse(frames, request_id=request_id)
 
+    # -- Anthropic on Bedrock and Vertex ----------------------------------
+
+    def _anthropic_platform(self, request: RecordedRequest, path: str) -> bool:
+        """Serve a Bedrock or Vertex Messages path; False if ``path`` is neither."""
+        bedrock = _BEDROCK_PATH.fullmatch(path)
+        if bedrock is not None:
+            self._bedrock(request, unquote(bedrock.group(1)), bedrock.group(2) == "invoke-with-response-stream")
+            return True
+        vertex = _VERTEX_PATH.fullmatch(path)
+        if vertex is not None:
+            self._vertex(request, unquote(vertex.group(1)))
+            return True
+        return False
+
+    def _vertex(self, request: RecordedRequest, model: str) -> None:
+        """``:rawPredict`` / ``:streamRawPredict``: the first-party answer (the body's ``stream`` decides)."""
+        request_id = self._fake._next_id("req_fake_")
+        count_tokens = model == VERTEX_COUNT_TOKENS_MODEL
+        try:
+            body, messages = _anthropic_request(_vertex_body(request.body, model), count_tokens)
+            if self._anthropic_scripted_failure(body, request_id):
+                return
+            if count_tokens:
+                self._send_json(200, {"input_tokens": _anthropic_input_tokens(body, messages)}, request_id=request_id)
+                return
+            self._messages(body, messages, request.headers, request_id)
+        except _BadRequest as exc:
+            self._anthropic_error(400, exc.message, request_id)
+
+    def _bedrock(self, request: RecordedRequest, model: str, stream: bool) -> None:
+        """``/invoke`` (a ``message``) or ``/invoke-with-response-stream`` (event-stream ``chunk`` messages)."""
+        request_id = self._fake._next_id("req_fake_")
+        try:
+            body, messages = _anthropic_request(_bedrock_body(request.body, model), False)
+            count = _requested_chunks(model, request.headers)
+        except _BadRequest as exc:
+            self._send_bedrock(400, [json.dumps({"message": exc.message}).encode()], request_id)
+            return
+        status = _scripted_status(model)
+        if status is not None:
+            payload = json.dumps({"message": f"Fake error {status} scripted by model '{model}'."}).encode()
+            self._send_bedrock(status, [payload], request_id)
+            return
+        plan = _plan_message(body, messages)
+        usage = _anthropic_usage(model, _anthropic_input_tokens(body, messages), plan)
+        message = _anthropic_message(body, self._fake._next_id("msg_fake_"), plan, usage)
+        if not stream:
+            counts = {
+                "x-amzn-bedrock-input-token-count": str(usage["input_tokens"]),
+                "x-amzn-bedrock-output-token-count": str(usage["output_tokens"]),
+                "x-amzn-bedrock-invocation-latency": "1",
+            }
+            self._send_bedrock(200, [json.dumps(message).encode()], request_id, counts)
+            return
+        events = _bedrock_events(_anthropic_events(message, count), usage)
+        frames = [_bedrock_chunk(event) for event in events]
+        if model.startswith(("error-midstream", "error-disconnect")):
+            frames = frames[: _first_delta_index(events) + 1]
+            if model.startswith("error-midstream"):
+                frames.append(_bedrock_exception(BEDROCK_MIDSTREAM_EXCEPTION, "Model stream error (fake)."))
+        stream_headers = {"x-amzn-bedrock-content-type": "application/json"}
+        abort = model.startswith("error-disconnect")
+        self._send_bedrock(200, frames, request_id, stream_headers, stream=True, abort=abort)
+
+    def _send_bedrock(
+        self,
+        status: int,
+        frames: list[bytes],
+        request_id: str,
+        extra: dict[str, str] | None = None,
+        *,
+        stream: bool = False,
+        abort: bool = False,
+    ) -> None:
+        """A Bedrock response: ``x-amzn-requestid`` (no ``request-id``); JSON, or event-stream messages chunked."""
+        self.send_response(status)
+        self.send_header("content-type", BEDROCK_STREAM_CONTENT_TYPE if stream else "application/json")
+        headers = _bedrock_error_headers(status, request_id) if status >= 400 else {"x-amzn-requestid": request_id}
+        for name, value in {**headers, **(extra or {})}.items():
+            self.send_header(name, value)
+        if not stream:
+            payload = b"".join(frames)
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            self.wfile.flush()
+            return
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for frame in frames:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            self.wfile.flush()
+        if abort:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     # -- endpoints --------------------------------------------------------
 
     def _chat(self, body: JsonDict, headers: dict[str, str]) -> None:
-        """POST /v1/chat/completions, streaming or not."""
+        """POST /v1/chat/completions (or an Azure deployment's), streaming or not."""
         messages = _chat_messages(body)
-        answer = _plan_chat_answer(body, messages)
+        model = body["model"]
+        if FILTER_PROMPT_MARKER in model:
+            self._send_json(400, _content_filter_error(responses_api=False))
+            return
+        answer = _safety_answer(model, _plan_chat_answer(body, messages))
         n = _choice_count(body)
         usage = _count_usage([_text_of(m.get("content")) for m in messages], answer, n)
         ident = self._fake._next_id("chatcmpl-fake-")
         if body.get("stream") is not True:
-            self._send_json(200, _chat_completion(body, ident, answer, usage, n))
+            completion = _chat_completion(body, ident, answer, usage, n)
+            _safety_chat_completion(completion, model, self._azure)
+            self._send_json(200, completion)
             return
         pieces = _split(answer.wire_text, _requested_chunks(body["model"], headers))
-        frames = [_sse_data(chunk) for chunk in _chat_chunks(body, ident, answer, usage, pieces, n)]
+        chunks = _safety_chat_chunks(_chat_chunks(body, ident, answer, usage, pieces, n), model, self._azure)
+        frames = [_sse_data(chunk) for chunk in chunks]
         if body["model"] == "error-midstream":
             self._send_sse(frames[:2], abort=True)
             return
         self._send_sse([*frames, b"data: [DONE]\n\n"])
 
     def _responses(self, body: JsonDict, headers: dict[str, str]) -> None:
-        """POST /v1/responses, streaming or not; the result is stored for GET."""
+        """POST /v1/responses (or Azure's /openai/responses), streaming or not; the result is stored for GET."""
         items = _responses_input_items(body)
-        answer = _plan_responses_answer(body, items)
+        model = body["model"]
+        if FILTER_PROMPT_MARKER in model:
+            self._send_json(400, _content_filter_error(responses_api=True))
+            return
+        answer = _safety_answer(model, _plan_responses_answer(body, items))
         usage = _count_usage(_responses_prompt_texts(body, items), answer)
         response = _response_object(body, self._fake._next_id("resp_fake_"), answer, usage)
         self._fake._store_response(response)
         if body.get("stream") is not True:
+            _safety_response(response, [], model, self._azure)
             self._send_json(200, response)
             return
         pieces = _split(answer.wire_text, _requested_chunks(body["model"], headers))
         events = _response_events(response, pieces)
+        _safety_response(response, events, model, self._azure)
         frames = [_sse_event(event) for event in events]
         if body["model"] == "error-midstream":
             self._send_sse(_truncate_after_deltas(frames, events, 2), abort=True)
