@@ -42,19 +42,10 @@ needs_boto = pytest.mark.skipif(
 )
 
 
-def _botocore_signs_traceparent() -> bool:
-    """botocore signs every header but a blocklist; recent releases (1.44 here) added the W3C trace headers to it."""
-    if not HAS_BOTO:
-        return False
-    from botocore import auth
-
-    return "traceparent" not in getattr(auth, "SIGNED_HEADERS_BLACKLIST", ())
-
-
-#: Whether our ``traceparent`` is on the request when botocore signs it, and is signed: on anthropic < 1.14
-#: (it goes into the request options; 1.14+ strips trace headers, signs, then injects) with a botocore
-#: that does not exclude it from signing (1.31.57, the ``anthropic[bedrock]`` floor, does not).
-TRACEPARENT_SIGNED = _botocore_signs_traceparent() and not SDK_TRACES_ITSELF
+#: Our ``traceparent`` is never part of the signature: anthropic 1.14+ takes trace headers off
+#: before signing and puts them back after, and the instrumentor does the same for older releases
+#: (botocore 1.31.57, the ``anthropic[bedrock]`` floor, would otherwise sign it; 1.44 never does).
+TRACEPARENT_SIGNED = False
 
 BEDROCK_MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
 VERTEX_MODEL = "claude-haiku-4-5@20251001"
@@ -271,12 +262,6 @@ def test_bedrock_stream_text_stream(
 
 
 @needs_boto
-@pytest.mark.xfail(
-    TRACEPARENT_SIGNED,
-    strict=True,
-    reason="bug: anthropic < 1.14 + a botocore that signs traceparent: our traceparent is signed, then the httpx "
-    "instrumentation rewrites it after signing (SignatureDoesNotMatch on real Bedrock)",
-)
 def test_bedrock_signature_survives_the_http_instrumentation(audit: Any, fake_server: FakeModelServer) -> None:
     httpx_instrumentation = pytest.importorskip("opentelemetry.instrumentation.httpx")
 

@@ -87,6 +87,26 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if original is not None:  # anthropic >= 1.14 traces itself
             setattr(_base_client, _CALL_SPAN_HOOK, make_call_span_replacement(original))
             self._call_span_hook = (_base_client, original)
+        else:  # before 1.14: keep our trace headers out of the Bedrock client's signature
+            self._wrap_signing()
+
+    def _wrap_signing(self) -> None:
+        from otel_llm_audit.instrumentation.anthropic._wrappers import make_signing_wrapper
+
+        try:
+            from anthropic.lib.bedrock import _client as bedrock
+        except ImportError:  # no Bedrock support in this release (or its dependencies are missing)
+            return
+        for class_name, is_async in (("AnthropicBedrock", False), ("AsyncAnthropicBedrock", True)):
+            owner = getattr(bedrock, class_name, None)
+            if owner is None or "_prepare_request" not in vars(owner):
+                continue
+            try:
+                wrap_function_wrapper(bedrock, f"{class_name}._prepare_request", make_signing_wrapper(is_async))
+            except Exception:
+                logger.warning("otel-llm-audit: could not wrap anthropic %s signing", class_name, exc_info=True)
+                continue
+            self._wrapped.append((owner, "_prepare_request"))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         from otel_llm_audit.instrumentation.anthropic._wrappers import WRAPPER

@@ -22,6 +22,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from otel_llm_audit import _guard
 from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
 from otel_llm_audit.instrumentation.anthropic import _capture
 from otel_llm_audit.instrumentation.stainless import LLM_CALL_KEY, RequestWrapper, server_of
@@ -103,3 +104,67 @@ def make_call_span_replacement(original: Callable[..., Any]) -> Callable[..., An
 
     start_api_call_span.__wrapped__ = original  # type: ignore[attr-defined]
     return start_api_call_span
+
+
+# Request signing (Bedrock) ----------------------------------------------------------------
+#
+# The Bedrock client signs each request (SigV4) in ``_prepare_request``. Older botocore
+# releases sign every header present, ``traceparent`` included; an HTTP instrumentation that
+# rewrites ``traceparent`` after signing would then break the signature. From 1.14 the SDK
+# takes its own trace headers off before signing and puts them back after; for older
+# releases this wrapper does the same with the headers we put on the request.
+
+TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
+
+
+def _take_trace_headers(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+    request = args[0] if args else kwargs.get("request")
+    held: dict[str, str] = {}
+    try:
+        headers = getattr(request, "headers", None)
+        if headers is not None:
+            for name in TRACE_HEADERS:
+                value = headers.get(name)
+                if value is not None:
+                    held[name] = value
+                    del headers[name]
+    except Exception as err:
+        _guard.report_internal_error("anthropic.signing", err)
+    return request, held
+
+
+def _put_back(request: Any, held: dict[str, str]) -> None:
+    try:
+        for name, value in held.items():
+            request.headers[name] = value
+    except Exception as err:
+        _guard.report_internal_error("anthropic.signing", err)
+
+
+def make_signing_wrapper(is_async: bool) -> Callable[..., Any]:
+    """A wrapt wrapper for ``_prepare_request``: sign without the trace headers of our calls."""
+    if is_async:
+
+        async def async_wrapper(
+            wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            if not otel_context.get_value(LLM_CALL_KEY):
+                return await wrapped(*args, **kwargs)
+            request, held = _take_trace_headers(args, kwargs)
+            try:
+                return await wrapped(*args, **kwargs)
+            finally:
+                _put_back(request, held)
+
+        return async_wrapper
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not otel_context.get_value(LLM_CALL_KEY):
+            return wrapped(*args, **kwargs)
+        request, held = _take_trace_headers(args, kwargs)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            _put_back(request, held)
+
+    return wrapper
