@@ -68,6 +68,7 @@ UPSTREAM_KEYS = {
     "gen_ai.prompt.name", "gen_ai.token.type", "openai.request.service_tier", "openai.response.service_tier",
     "openai.response.system_fingerprint", "openai.api.type", "error.type", "server.address", "server.port",
     "user.id", "session.id", "exception.type", "exception.message", "exception.stacktrace",
+    "aws.bedrock.guardrail.id", "aws.request_id",
 }  # fmt: skip
 OWN_KEYS = {
     "llm_audit.actor.type", "llm_audit.auth.method", "llm_audit.tenant.id", "llm_audit.team",

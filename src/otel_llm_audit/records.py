@@ -106,6 +106,10 @@ class LLMCall:
     service_tier: str | None = None
     system_fingerprint: str | None = None
     embedding_dimensions: int | None = None
+    #: The provider's id of the request (AWS ``x-amzn-requestid``), where it has no response id.
+    provider_request_id: str | None = None
+    #: The guardrail the request asked the provider to apply (AWS Bedrock ``guardrailIdentifier``).
+    guardrail_id: str | None = None
     start_ns: int = field(default_factory=time.time_ns)
     first_chunk_ns: int | None = None
     end_ns: int | None = None

@@ -194,6 +194,14 @@ SERVER_ADDRESS: Final = "server.address"
 #: Server port number.
 SERVER_PORT: Final = "server.port"
 
+# --- registry.aws.bedrock (upstream)
+# AWS Bedrock request attributes (core).
+
+#: The unique identifier of the AWS Bedrock Guardrail applied to the request.
+AWS_BEDROCK_GUARDRAIL_ID: Final = "aws.bedrock.guardrail.id"
+#: The AWS request ID as returned in the response headers x-amzn-requestid or x-amz-request-id.
+AWS_REQUEST_ID: Final = "aws.request_id"
+
 # --- registry.user_session (upstream)
 # End-user and client-session identity (core).
 
@@ -624,6 +632,8 @@ METRIC_LLM_AUDIT_REDACTION_CACHE_LOOKUPS_DESCRIPTION: Final = (
 #: Every attribute key in the registry (upstream and ours).
 ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
     {
+        AWS_BEDROCK_GUARDRAIL_ID,
+        AWS_REQUEST_ID,
         ERROR_TYPE,
         EXCEPTION_MESSAGE,
         EXCEPTION_STACKTRACE,

@@ -159,6 +159,9 @@ def _response_attributes(record: LLMCall, attrs: dict[str, AttributeValue]) -> N
     if record.provider in _OPENAI_FAMILY:
         _put(attrs, semconv.OPENAI_RESPONSE_SERVICE_TIER, record.service_tier)
         _put(attrs, semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT, record.system_fingerprint)
+    elif record.provider == "aws.bedrock":
+        _put(attrs, semconv.AWS_REQUEST_ID, record.provider_request_id)
+        _put(attrs, semconv.AWS_BEDROCK_GUARDRAIL_ID, record.guardrail_id)
 
 
 def _usage_attributes(record: LLMCall, attrs: dict[str, AttributeValue]) -> None:

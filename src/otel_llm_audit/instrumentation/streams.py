@@ -192,3 +192,45 @@ def _finish_abandoned(proxy: Any) -> None:
             state.call.end(None)
     except Exception:  # interpreter shutdown and the like
         pass
+
+
+class IterableStreamProxy(ObjectProxy):
+    """Wraps a stream that is iterable but not an iterator (botocore's ``EventStream``).
+
+    Each ``iter()`` of the stream reads on from where the body is; the span ends when one
+    iteration runs out or raises, when the stream is closed, or when it is garbage collected.
+    """
+
+    def __init__(self, wrapped: Any, call: LLMCallSpan, sink: ChunkSink) -> None:
+        super().__init__(wrapped)
+        self._self_state = _StreamState(call, sink)
+
+    def __iter__(self) -> Any:
+        state = self._self_state
+        iterator = iter(self.__wrapped__)
+        try:
+            while True:
+                try:
+                    event = next(iterator)
+                except StopIteration:
+                    state.finish(complete=True)
+                    return
+                except BaseException as exc:
+                    state.finish(exc)
+                    raise
+                if state.waiting_first:
+                    state.first_chunk()
+                state.sink(event)
+                yield event
+        finally:  # the caller broke out of its loop: the generator is closed
+            if not state.call.ended:
+                state.finish()
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_state.finish()
+
+    def __del__(self) -> None:
+        _finish_abandoned(self)
