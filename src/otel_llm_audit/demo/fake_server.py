@@ -93,6 +93,54 @@ access_token=...)``), with the same planning, ids, models and scripts as above:
   passes the body through) for the path's model; the body must carry
   ``anthropic_version``. ``models/count-tokens:rawPredict`` counts tokens for
   the body's ``model``.
+
+Amazon Bedrock Runtime through botocore (``boto3.client("bedrock-runtime",
+endpoint_url=server.bedrock_endpoint_url, region_name=..., aws_access_key_id=...,
+aws_secret_access_key=...)``, the server root; SigV4 is recorded, not checked):
+
+* Converse: ``POST /model/{modelId}/converse`` answers ``{"output": {"message":
+  {"role": "assistant", "content": [...]}}, "stopReason", "usage": {"inputTokens",
+  "outputTokens", "totalTokens"[, "cacheReadInputTokens", "cacheWriteInputTokens"]},
+  "metrics": {"latencyMs": 1}[, "trace"]}``; ``/converse-stream`` streams event-stream
+  messages whose ``:event-type`` is the event name and whose payload is the event JSON
+  itself (not base64-wrapped): messageStart, [contentBlockStart for toolUse],
+  contentBlockDelta..., contentBlockStop per block, messageStop, metadata (usage,
+  metrics and the guardrail trace). Same planning as Messages: ``toolConfig`` tools and
+  a last user turn -> a ``toolUse`` block (``tooluse_fake_1``, ``toolChoice`` ``tool``'s
+  name or the first tool, input ``{"city": "Paris"}``, stop ``tool_use``); a
+  ``toolResult`` in the last user turn -> the weather sentence; ``thinking``,
+  ``reasoning_config`` or ``reasoningConfig`` in ``additionalModelRequestFields`` -> a
+  ``reasoningContent`` block first; ``inferenceConfig.stopSequences`` -> stop
+  ``stop_sequence``; ``refuse`` -> stop ``content_filtered``; ``-maxtokens``,
+  ``-cached`` (cache tokens 100 read / 20 written, ``totalTokens`` includes them) and
+  ``-chunks-N`` as above. Roles must alternate starting with ``user``, and
+  toolUse/toolResult blocks need ``toolConfig`` (400 ``ValidationException``).
+* Guardrails (``guardrailConfig.guardrailIdentifier`` substrings): ``gr-block-output``
+  -> the answer is replaced by :data:`GUARDRAIL_BLOCKED_MESSAGE`, stop
+  ``guardrail_intervened`` (outputAssessments: VIOLENCE, HIGH, BLOCKED; ``modelOutput``
+  holds the answer); ``gr-block`` -> the input is blocked (no model call, usage 0,
+  inputAssessment: VIOLENCE, HIGH, BLOCKED); ``gr-anonymize`` -> e-mail addresses in user
+  text are reported as ``EMAIL`` ``ANONYMIZED`` and the turn goes on (stop ``end_turn``);
+  any other id passes. ``trace: enabled`` (or ``enabled_full``) adds ``trace.guardrail``
+  (stream: on ``metadata``), keyed by the identifier (an ARN's last segment).
+* Errors: a model id containing ``error-<status>`` (optionally
+  ``error-<status>-<Name>Exception``, e.g. ``error-429-ModelNotReadyException``) answers
+  that status with ``{"message": ...}`` and ``x-amzn-errortype`` (default per status:
+  400 Validation, 403 AccessDenied, 404 ResourceNotFound, 408 ModelTimeout, 424
+  ModelError, 429 Throttling, 503 ServiceUnavailable, else InternalServer), so botocore
+  raises ``ClientError`` with that code. In converse-stream ``error-midstream`` sends a
+  ``modelStreamErrorException`` exception message after the first delta and
+  ``error-disconnect`` drops the connection there.
+* InvokeModel for other model families (``/invoke`` and ``/invoke-with-response-stream``,
+  chosen by the model id, region prefix or ARN allowed; everything else stays Anthropic):
+  ``amazon.nova-`` (the Converse body and answer, usage with ``cacheReadInputTokenCount``
+  / ``cacheWriteInputTokenCount``, no metrics), ``meta.llama`` (``prompt`` ->
+  ``generation``), ``mistral.`` (``prompt`` -> ``outputs``, or ``messages`` ->
+  ``choices``, tools -> ``tool_calls``), ``cohere.command`` (``prompt`` ->
+  ``generations``, or ``message`` -> Command R's ``text``/``chat_history``) and
+  ``amazon.titan-text`` / ``amazon.titan-tg1`` (``inputText`` -> ``results``). Streams
+  are ``chunk`` messages of the family's own chunk JSON, the last one carrying
+  ``amazon-bedrock-invocationMetrics``; ``error-<status>`` and ``-maxtokens`` apply.
 """
 
 from __future__ import annotations
@@ -1283,9 +1331,9 @@ def _vertex_body(body: Any, model: str) -> JsonDict:
     return body if model == VERTEX_COUNT_TOKENS_MODEL else {**body, "model": model}
 
 
-def _bedrock_error_headers(status: int, request_id: str) -> dict[str, str]:
-    """``x-amzn-requestid`` and ``x-amzn-errortype``, plus the fake's fast-retry hints."""
-    kind = _BEDROCK_ERROR_TYPES.get(status, "InternalServerException")
+def _bedrock_error_headers(status: int, request_id: str, kind: str | None = None) -> dict[str, str]:
+    """``x-amzn-requestid`` and ``x-amzn-errortype`` (``kind``, else per status), plus the fast-retry hints."""
+    kind = kind or _BEDROCK_ERROR_TYPES.get(status, "InternalServerException")
     return {
         "x-amzn-requestid": request_id,
         "x-amzn-errortype": f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/",
@@ -1293,6 +1341,533 @@ def _bedrock_error_headers(status: int, request_id: str) -> dict[str, str]:
     }
 
 
+# --------------------------------------------------------------------------
+# Amazon Bedrock Runtime: the Converse API and other model families' InvokeModel bodies
+# --------------------------------------------------------------------------
+
+#: ``POST /model/{modelId}/converse`` and ``/converse-stream`` (model URL-quoted).
+_CONVERSE_PATH = re.compile(r"/model/([^/]+)/(converse|converse-stream)")
+#: ``toolUseId`` of the scripted Converse (and Nova) tool call; Bedrock's look like ``tooluse_<22 chars>``.
+CONVERSE_TOOL_USE_ID = "tooluse_fake_1"
+#: ``metrics.latencyMs`` of every Converse answer.
+CONVERSE_LATENCY_MS = 1
+#: Claude's stop reasons as Converse reports them (the others keep their names).
+_CONVERSE_STOP_REASONS = {"refusal": "content_filtered"}
+#: ``error-<status>`` anywhere in a model id, optionally naming the exception (``error-429-ModelNotReadyException``).
+_BEDROCK_ERROR_MODEL = re.compile(r"error-(\d{3})(?:-([A-Za-z]+Exception))?")
+#: Guardrail identifier conventions (substrings; ``gr-block-output`` is checked before ``gr-block``).
+GUARDRAIL_BLOCK_MARKER = "gr-block"
+GUARDRAIL_BLOCK_OUTPUT_MARKER = "gr-block-output"
+GUARDRAIL_ANONYMIZE_MARKER = "gr-anonymize"
+#: What a blocking guardrail answers (Bedrock's default blocked input and output messaging).
+GUARDRAIL_BLOCKED_MESSAGE = "Sorry, the model cannot answer this question."
+#: ``trace.guardrail.actionReason`` when the guardrail blocked.
+GUARDRAIL_ACTION_REASON = "Guardrail blocked."
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+#: Non-Anthropic InvokeModel families, by model id (after any ``us.``/``eu.``/... prefix or ARN path).
+_NATIVE_FAMILIES = (
+    ("nova", re.compile(r"amazon\.nova-")),
+    ("titan", re.compile(r"amazon\.titan-(?:text|tg1)")),
+    ("llama", re.compile(r"meta\.llama")),
+    ("mistral", re.compile(r"mistral\.")),
+    ("cohere", re.compile(r"cohere\.command")),
+)
+#: Id of the scripted Mistral tool call (Mistral's are nine alphanumerics).
+MISTRAL_TOOL_CALL_ID = "FakeCall1"
+
+
+@dataclass(frozen=True)
+class _Guardrail:
+    """A request's ``guardrailConfig``: which convention applies and whether to trace."""
+
+    key: str
+    kind: str  # "block", "block-output", "anonymize" or "pass"
+    trace: bool
+
+
+def _bedrock_scripted_error(model: str) -> tuple[int, str | None] | None:
+    """``(status, exception name or None)`` for a model id containing ``error-<status>[-<Name>Exception]``."""
+    match = _BEDROCK_ERROR_MODEL.search(model)
+    if match is None or not 400 <= int(match.group(1)) <= 599:
+        return None
+    return int(match.group(1)), match.group(2)
+
+
+def _native_family(model: str) -> str | None:
+    """The non-Anthropic family of a Bedrock model id (``us.meta.llama3-...``, ARNs too), or None."""
+    base = model.rsplit("/", 1)[-1]
+    for family, pattern in _NATIVE_FAMILIES:
+        if pattern.match(base) or pattern.match(base.split(".", 1)[-1]):
+            return family
+    return None
+
+
+def _converse_block(block: JsonDict) -> JsonDict | None:
+    """A Converse content block in Messages terms, for the shared planning and token count."""
+    if isinstance(block.get("text"), str):
+        return {"type": "text", "text": block["text"]}
+    guarded = block.get("guardContent")
+    if isinstance(guarded, dict) and isinstance(guarded.get("text"), dict):
+        return {"type": "text", "text": str(guarded["text"].get("text", ""))}
+    tool_use = block.get("toolUse")
+    if isinstance(tool_use, dict):
+        return {
+            "type": "tool_use",
+            "id": tool_use.get("toolUseId"),
+            "name": tool_use.get("name"),
+            "input": tool_use.get("input", {}),
+        }
+    tool_result = block.get("toolResult")
+    if isinstance(tool_result, dict):
+        parts = []
+        for part in tool_result.get("content") or []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append({"type": "text", "text": part["text"]})
+            elif isinstance(part, dict) and "json" in part:
+                parts.append({"type": "text", "text": json.dumps(part["json"])})
+        return {"type": "tool_result", "tool_use_id": tool_result.get("toolUseId"), "content": parts}
+    return None  # image, document, video, cachePoint, reasoningContent: not planned on, not counted
+
+
+def _converse_messages(raw: Any) -> list[JsonDict]:
+    """``messages``, validated with Bedrock's wording: non-empty, user first, alternating roles."""
+    if not isinstance(raw, list) or not raw:
+        raise _BadRequest("The messages field is required and must contain at least one message.")
+    previous = None
+    for index, message in enumerate(raw):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise _BadRequest(f"The role field in the Message object at messages.{index} must be user or assistant.")
+        content = message.get("content")
+        if not isinstance(content, list) or not content or not all(isinstance(b, dict) for b in content):
+            raise _BadRequest(
+                f"The content field in the Message object at messages.{index} is empty. "
+                "Add a ContentBlock object to the content field and try again."
+            )
+        if index == 0 and message["role"] != "user":
+            raise _BadRequest(
+                "A conversation must start with a user message. "
+                "Try again with a conversation that starts with a user message."
+            )
+        if message["role"] == previous:
+            raise _BadRequest(
+                "A conversation must alternate between user and assistant roles. "
+                "Make sure the conversation alternates between user and assistant roles and try again."
+            )
+        previous = message["role"]
+    return raw
+
+
+def _converse_thinking(fields: Any) -> JsonDict | None:
+    """Claude's ``thinking`` / ``reasoning_config`` or Nova's ``reasoningConfig`` from additionalModelRequestFields."""
+    fields = fields if isinstance(fields, dict) else {}
+    for key in ("thinking", "reasoning_config", "reasoningConfig"):
+        value = fields.get(key)
+        if isinstance(value, dict) and value.get("type") != "disabled":
+            return {"type": "enabled"}
+    return None
+
+
+def _converse_request(raw: Any, model: str) -> tuple[JsonDict, list[JsonDict]]:
+    """A Converse (or Nova InvokeModel) body as a Messages body, for :func:`_plan_message`."""
+    if not isinstance(raw, dict):
+        raise _BadRequest("Malformed input request, please reformat your input and try again.")
+    source = _converse_messages(raw.get("messages"))
+    tool_config = raw.get("toolConfig") if isinstance(raw.get("toolConfig"), dict) else None
+    uses_tools = any("toolUse" in block or "toolResult" in block for m in source for block in m["content"])
+    if uses_tools and tool_config is None:
+        raise _BadRequest("The toolConfig field must be defined when using toolUse and toolResult content blocks.")
+    messages = [
+        {"role": m["role"], "content": [b for b in map(_converse_block, m["content"]) if b is not None]} for m in source
+    ]
+    system = [b for b in map(_converse_block, [s for s in raw.get("system") or [] if isinstance(s, dict)]) if b]
+    inference = raw["inferenceConfig"] if isinstance(raw.get("inferenceConfig"), dict) else {}
+    body: JsonDict = {"model": model, "messages": messages, "system": system}
+    stop = inference.get("stopSequences")
+    if isinstance(stop, list):
+        body["stop_sequences"] = stop
+    thinking = _converse_thinking(raw.get("additionalModelRequestFields"))
+    if thinking is not None:
+        body["thinking"] = thinking
+    if tool_config is not None:
+        specs = [t.get("toolSpec") for t in tool_config.get("tools") or [] if isinstance(t, dict)]
+        body["tools"] = [{"name": spec["name"]} for spec in specs if isinstance(spec, dict) and "name" in spec]
+        choice = tool_config.get("toolChoice") if isinstance(tool_config.get("toolChoice"), dict) else {}
+        if isinstance(choice.get("tool"), dict):
+            body["tool_choice"] = {"type": "tool", "name": choice["tool"].get("name")}
+        elif "any" in choice:
+            body["tool_choice"] = {"type": "any"}
+    return body, messages
+
+
+def _converse_guardrail(raw: JsonDict) -> _Guardrail | None:
+    """The request's guardrail convention, or None without ``guardrailConfig``."""
+    config = raw.get("guardrailConfig")
+    if not isinstance(config, dict) or not isinstance(config.get("guardrailIdentifier"), str):
+        return None
+    ident = config["guardrailIdentifier"]
+    if GUARDRAIL_BLOCK_OUTPUT_MARKER in ident:
+        kind = "block-output"
+    elif GUARDRAIL_BLOCK_MARKER in ident:
+        kind = "block"
+    elif GUARDRAIL_ANONYMIZE_MARKER in ident:
+        kind = "anonymize"
+    else:
+        kind = "pass"
+    return _Guardrail(key=ident.rsplit("/", 1)[-1], kind=kind, trace=config.get("trace") in ("enabled", "enabled_full"))
+
+
+def _guardrail_metrics(characters: int) -> JsonDict:
+    """An assessment's ``invocationMetrics``: one unit per started 1,000 characters for content and PII policies."""
+    units = max(1, -(-characters // 1000))
+    usage = {
+        "topicPolicyUnits": 0,
+        "contentPolicyUnits": units,
+        "wordPolicyUnits": 0,
+        "sensitiveInformationPolicyUnits": units,
+        "sensitiveInformationPolicyFreeUnits": 0,
+        "contextualGroundingPolicyUnits": 0,
+        "contentPolicyImageUnits": 0,
+    }
+    coverage = {"textCharacters": {"guarded": characters, "total": characters}}
+    return {"guardrailProcessingLatency": 1, "usage": usage, "guardrailCoverage": coverage}
+
+
+def _violence_blocked() -> JsonDict:
+    """The content-policy finding a blocking guardrail reports."""
+    blocked = {"type": "VIOLENCE", "confidence": "HIGH", "filterStrength": "HIGH", "action": "BLOCKED"}
+    return {"contentPolicy": {"filters": [{**blocked, "detected": True}]}}
+
+
+def _user_texts(messages: list[JsonDict]) -> list[str]:
+    """Text of the user turns (what an input guardrail assesses)."""
+    return [text for m in messages if m["role"] == "user" for text in _anthropic_texts(m["content"])]
+
+
+def _guardrail_trace(guardrail: _Guardrail, messages: list[JsonDict], answer: str) -> JsonDict:
+    """``trace.guardrail`` in the shape of botocore's GuardrailTraceAssessment."""
+    key = guardrail.key
+    prompt = "".join(_user_texts(messages))
+    assessment: JsonDict = {"invocationMetrics": _guardrail_metrics(len(prompt))}
+    if guardrail.kind == "block":
+        blocked = {**_violence_blocked(), **assessment}
+        return {"inputAssessment": {key: blocked}, "actionReason": GUARDRAIL_ACTION_REASON}
+    if guardrail.kind == "anonymize":
+        found = _EMAIL.findall(prompt)
+        if found:
+            entities = [{"match": email, "type": "EMAIL", "action": "ANONYMIZED", "detected": True} for email in found]
+            assessment = {"sensitiveInformationPolicy": {"piiEntities": entities}, **assessment}
+    output: JsonDict = {"invocationMetrics": _guardrail_metrics(len(answer))}
+    trace: JsonDict = {"inputAssessment": {key: assessment}}
+    if guardrail.kind == "block-output":
+        trace["modelOutput"] = [answer]
+        output = {**_violence_blocked(), **output}
+    trace["outputAssessments"] = {key: [output]}
+    if guardrail.kind == "block-output":
+        trace["actionReason"] = GUARDRAIL_ACTION_REASON
+    return trace
+
+
+def _converse_content(plan: _MessagePlan) -> list[JsonDict]:
+    """The planned blocks as Converse content blocks."""
+    content: list[JsonDict] = []
+    for block in plan.content:
+        if block["type"] == "tool_use":
+            tool = {"toolUseId": CONVERSE_TOOL_USE_ID, "name": block["name"], "input": block["input"]}
+            content.append({"toolUse": tool})
+        elif block["type"] == "thinking":
+            reasoning = {"text": block["thinking"], "signature": block["signature"]}
+            content.append({"reasoningContent": {"reasoningText": reasoning}})
+        else:
+            content.append({"text": block["text"]})
+    return content
+
+
+def _converse_usage(model: str, input_tokens: int, output_tokens: int) -> JsonDict:
+    """Converse usage; ``-cached`` adds cache reads and writes, which ``totalTokens`` includes."""
+    usage: JsonDict = {"inputTokens": input_tokens, "outputTokens": output_tokens}
+    total = input_tokens + output_tokens
+    if CACHED_MARKER in model:
+        usage.update(cacheReadInputTokens=CACHE_READ_TOKENS, cacheWriteInputTokens=CACHE_CREATION_TOKENS)
+        total += CACHE_READ_TOKENS + CACHE_CREATION_TOKENS
+    return {**usage, "totalTokens": total}
+
+
+def _converse_response(raw: JsonDict, body: JsonDict, messages: list[JsonDict]) -> JsonDict:
+    """The complete Converse answer: planned like Messages, then passed through the guardrail."""
+    guardrail = _converse_guardrail(raw)
+    answer = ""
+    if guardrail is not None and guardrail.kind == "block":  # the model is never called
+        content: list[JsonDict] = [{"text": GUARDRAIL_BLOCKED_MESSAGE}]
+        stop = "guardrail_intervened"
+        usage: JsonDict = {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+    else:
+        plan = _plan_message(body, messages)
+        content, stop = _converse_content(plan), _CONVERSE_STOP_REASONS.get(plan.stop_reason, plan.stop_reason)
+        output_tokens = sum(_block_tokens(block) for block in plan.content)
+        usage = _converse_usage(body["model"], _anthropic_input_tokens(body, messages), output_tokens)
+        answer = "".join(block["text"] for block in plan.content if block["type"] == "text")
+        if guardrail is not None and guardrail.kind == "block-output":
+            content, stop = [{"text": GUARDRAIL_BLOCKED_MESSAGE}], "guardrail_intervened"
+    response: JsonDict = {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": stop,
+        "usage": usage,
+        "metrics": {"latencyMs": CONVERSE_LATENCY_MS},
+    }
+    if guardrail is not None and guardrail.trace:
+        response["trace"] = {"guardrail": _guardrail_trace(guardrail, messages, answer)}
+    for key in ("performanceConfig", "serviceTier"):
+        if isinstance(raw.get(key), dict):
+            response[key] = raw[key]
+    return response
+
+
+def _converse_block_events(index: int, block: JsonDict, count: int | None) -> list[JsonDict]:
+    """[contentBlockStart,] contentBlockDelta... and contentBlockStop for one content block."""
+    events: list[JsonDict] = []
+    deltas: list[JsonDict]
+    if "toolUse" in block:
+        tool = block["toolUse"]
+        start = {"toolUse": {"toolUseId": tool["toolUseId"], "name": tool["name"]}}
+        events.append({"contentBlockStart": {"start": start, "contentBlockIndex": index}})
+        deltas = [{"toolUse": {"input": piece}} for piece in _split(json.dumps(tool["input"]), count)]
+    elif "reasoningContent" in block:
+        reasoning = block["reasoningContent"]["reasoningText"]
+        deltas = [{"reasoningContent": {"text": piece}} for piece in _split(reasoning["text"], count)]
+        deltas.append({"reasoningContent": {"signature": reasoning["signature"]}})
+    else:
+        deltas = [{"text": piece} for piece in _split(block["text"], count)]
+    events.extend({"contentBlockDelta": {"delta": delta, "contentBlockIndex": index}} for delta in deltas)
+    events.append({"contentBlockStop": {"contentBlockIndex": index}})
+    return events
+
+
+def _converse_events(response: JsonDict, count: int | None) -> list[JsonDict]:
+    """The ConverseStream events (``{name: payload}``) that rebuild ``response``; the trace rides on metadata."""
+    message = response["output"]["message"]
+    events: list[JsonDict] = [{"messageStart": {"role": message["role"]}}]
+    for index, block in enumerate(message["content"]):
+        events.extend(_converse_block_events(index, block, count))
+    events.append({"messageStop": {"stopReason": response["stopReason"]}})
+    metadata = {
+        key: response[key]
+        for key in ("usage", "metrics", "trace", "performanceConfig", "serviceTier")
+        if key in response
+    }
+    events.append({"metadata": metadata})
+    return events
+
+
+def _converse_frame(event: JsonDict) -> bytes:
+    """A ConverseStream event message: ``:event-type`` is the event name, the payload its JSON (not base64)."""
+    [(name, payload)] = event.items()
+    headers = {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
+    return _event_stream_message(headers, json.dumps(payload).encode())
+
+
+def _event_stream_exception(kind: str, payload: JsonDict) -> bytes:
+    """An exception message (``:message-type: exception``, ``:exception-type: kind``) with a JSON payload."""
+    headers = {":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"}
+    return _event_stream_message(headers, json.dumps(payload).encode())
+
+
+def _first_converse_delta(events: list[JsonDict]) -> int:
+    """Index of the first text delta, else of the first delta of any kind."""
+    deltas = [i for i, event in enumerate(events) if "contentBlockDelta" in event]
+    texts = [i for i in deltas if "text" in events[i]["contentBlockDelta"]["delta"]]
+    return (texts or deltas or [len(events) - 1])[0]
+
+
+def _invocation_metrics(input_tokens: int, output_tokens: int) -> JsonDict:
+    """``amazon-bedrock-invocationMetrics`` for the last chunk of an InvokeModel stream."""
+    return {
+        "inputTokenCount": input_tokens,
+        "outputTokenCount": output_tokens,
+        "invocationLatency": 1,
+        "firstByteLatency": 1,
+    }
+
+
+@dataclass(frozen=True)
+class _NativeAnswer:
+    """One InvokeModel answer in a family's own shape, its token counts and its stream chunks."""
+
+    body: JsonDict
+    input_tokens: int
+    output_tokens: int
+    chunks: list[JsonDict]
+    #: Index of the first chunk that carries generated text (``error-midstream`` stops after it).
+    first_text: int
+
+
+def _native_text(model: str, after_tool: bool = False) -> tuple[str, bool]:
+    """The answer of a non-Nova family and whether ``-maxtokens`` cut it in half."""
+    text = WEATHER_ANSWER if after_tool else HELLO_ANSWER
+    if MAXTOKENS_MARKER in model:
+        return text[: len(text) // 2], True
+    return text, False
+
+
+def _tokens(*texts: str) -> int:
+    """The fake's token formula: characters // 4 + 1."""
+    return sum(len(text) for text in texts) // 4 + 1
+
+
+def _required_string(body: Any, key: str) -> str:
+    """``body[key]`` as a string, or Bedrock's malformed-input 400."""
+    if not isinstance(body, dict):
+        raise _BadRequest("Malformed input request, please reformat your input and try again.")
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise _BadRequest(
+            f"Malformed input request: #: required key [{key}] not found, please reformat your input and try again."
+        )
+    return value
+
+
+def _nova_answer(raw: Any, model: str, count: int | None) -> _NativeAnswer:
+    """Amazon Nova: the Converse body and answer; usage names cache tokens ``...TokenCount``, no metrics."""
+    body, messages = _converse_request(raw, model)
+    converse = _converse_response({}, body, messages)
+    usage = converse["usage"]
+    nova_usage = {
+        "inputTokens": usage["inputTokens"],
+        "outputTokens": usage["outputTokens"],
+        "totalTokens": usage["totalTokens"],
+        "cacheReadInputTokenCount": usage.get("cacheReadInputTokens", 0),
+        "cacheWriteInputTokenCount": usage.get("cacheWriteInputTokens", 0),
+    }
+    answer = {"output": converse["output"], "stopReason": converse["stopReason"], "usage": nova_usage}
+    events = _converse_events(answer, count)
+    events[-1] = {"metadata": {"usage": nova_usage}}
+    return _NativeAnswer(answer, usage["inputTokens"], usage["outputTokens"], events, _first_converse_delta(events))
+
+
+def _llama_answer(raw: Any, model: str, count: int | None) -> _NativeAnswer:
+    """Meta Llama: ``prompt`` -> ``generation``, token counts and ``stop_reason`` (stop / length)."""
+    prompt = _required_string(raw, "prompt")
+    text, truncated = _native_text(model)
+    in_tokens, out_tokens = _tokens(prompt), _tokens(text)
+    stop = "length" if truncated else "stop"
+    body = {
+        "generation": text,
+        "prompt_token_count": in_tokens,
+        "generation_token_count": out_tokens,
+        "stop_reason": stop,
+    }
+    pieces = _split(text, count)
+    chunks: list[JsonDict] = [
+        {
+            "generation": piece,
+            "prompt_token_count": in_tokens if i == 0 else None,
+            "generation_token_count": i + 1,
+            "stop_reason": None,
+        }
+        for i, piece in enumerate(pieces)
+    ]
+    chunks[-1].update(generation_token_count=out_tokens, stop_reason=stop)
+    return _NativeAnswer(body, in_tokens, out_tokens, chunks, 0)
+
+
+def _titan_answer(raw: Any, model: str, count: int | None) -> _NativeAnswer:
+    """Amazon Titan Text: ``inputText`` -> ``inputTextTokenCount`` and ``results[0]`` (FINISH / LENGTH)."""
+    prompt = _required_string(raw, "inputText")
+    text, truncated = _native_text(model)
+    in_tokens, out_tokens = _tokens(prompt), _tokens(text)
+    reason = "LENGTH" if truncated else "FINISH"
+    body = {
+        "inputTextTokenCount": in_tokens,
+        "results": [{"tokenCount": out_tokens, "outputText": text, "completionReason": reason}],
+    }
+    pieces = _split(text, count)
+    chunks: list[JsonDict] = [
+        {
+            "outputText": piece,
+            "index": 0,
+            "totalOutputTextTokenCount": i + 1,
+            "completionReason": None,
+            "inputTextTokenCount": in_tokens if i == 0 else None,
+        }
+        for i, piece in enumerate(pieces)
+    ]
+    chunks[-1].update(totalOutputTextTokenCount=out_tokens, completionReason=reason)
+    return _NativeAnswer(body, in_tokens, out_tokens, chunks, 0)
+
+
+def _mistral_answer(raw: Any, model: str, count: int | None) -> _NativeAnswer:
+    """Mistral: ``prompt`` -> ``outputs`` (text completion) or ``messages`` -> ``choices`` (chat, with tools)."""
+    if isinstance(raw, dict) and "messages" in raw:
+        return _mistral_chat_answer(raw, model, count)
+    prompt = _required_string(raw, "prompt")
+    text, truncated = _native_text(model)
+    stop = "length" if truncated else "stop"
+    pieces = _split(text, count)
+    chunks: list[JsonDict] = [{"outputs": [{"text": piece, "stop_reason": None}]} for piece in pieces]
+    chunks[-1]["outputs"][0]["stop_reason"] = stop
+    body = {"outputs": [{"text": text, "stop_reason": stop}]}
+    return _NativeAnswer(body, _tokens(prompt), _tokens(text), chunks, 0)
+
+
+def _mistral_chat_answer(raw: JsonDict, model: str, count: int | None) -> _NativeAnswer:
+    """Mistral chat completion: tools and a last user turn -> ``tool_calls``; after a tool turn, the weather."""
+    messages = raw["messages"]
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise _BadRequest("Malformed input request: #/messages: expected a non-empty array of messages.")
+    prompt = [_text_of(m.get("content")) for m in messages]
+    tools = [
+        t["function"]["name"]
+        for t in raw.get("tools") or []
+        if isinstance(t, dict) and isinstance(t.get("function"), dict) and "name" in t["function"]
+    ]
+    last = messages[-1].get("role")
+    if tools and last == "user" and raw.get("tool_choice") != "none" and MAXTOKENS_MARKER not in model:
+        call = {"id": MISTRAL_TOOL_CALL_ID, "function": {"name": tools[0], "arguments": TOOL_ARGUMENTS}}
+        message: JsonDict = {"role": "assistant", "content": "", "tool_calls": [call]}
+        body = {"choices": [{"index": 0, "message": message, "stop_reason": "tool_calls"}]}
+        return _NativeAnswer(body, _tokens(*prompt), _tokens(TOOL_ARGUMENTS), [body], 0)
+    text, truncated = _native_text(model, after_tool=last == "tool")
+    stop = "length" if truncated else "stop"
+    pieces = _split(text, count)
+    chunks: list[JsonDict] = [
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": piece}, "stop_reason": None}]}
+        for piece in pieces
+    ]
+    chunks[-1]["choices"][0]["stop_reason"] = stop
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "stop_reason": stop}]}
+    return _NativeAnswer(body, _tokens(*prompt), _tokens(text), chunks, 0)
+
+
+def _cohere_answer(raw: Any, model: str, count: int | None, ident: str) -> _NativeAnswer:
+    """Cohere: Command R ``message`` -> ``text`` / ``chat_history``, or Command ``prompt`` -> ``generations``."""
+    chat = isinstance(raw, dict) and "message" in raw
+    prompt = _required_string(raw, "message" if chat else "prompt")
+    text, truncated = _native_text(model, after_tool=chat and bool(raw.get("tool_results")))
+    reason = "MAX_TOKENS" if truncated else "COMPLETE"
+    in_tokens, out_tokens = _tokens(prompt, str(raw.get("preamble") or "")), _tokens(text)
+    pieces = _split(text, count)
+    if not chat:
+        body: JsonDict = {
+            "generations": [{"finish_reason": reason, "id": f"{ident}-gen", "text": text}],
+            "id": ident,
+            "prompt": prompt,
+        }
+        chunks: list[JsonDict] = [{"text": piece, "is_finished": False} for piece in pieces]
+        chunks.append({"is_finished": True, "finish_reason": reason})
+        return _NativeAnswer(body, in_tokens, out_tokens, chunks, 0)
+    history = [h for h in raw.get("chat_history") or [] if isinstance(h, dict)]
+    body = {
+        "response_id": ident,
+        "text": text,
+        "generation_id": f"{ident}-gen",
+        "chat_history": [*history, {"role": "USER", "message": prompt}, {"role": "CHATBOT", "message": text}],
+        "finish_reason": reason,
+    }
+    chunks = [
+        {"event_type": "stream-start", "is_finished": False, "generation_id": body["generation_id"]},
+        *({"event_type": "text-generation", "is_finished": False, "text": piece} for piece in pieces),
+        {"event_type": "stream-end", "is_finished": True, "finish_reason": reason, "response": body},
+    ]
+    return _NativeAnswer(body, in_tokens, out_tokens, chunks, 1)
 # --------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------
@@ -1575,7 +2150,16 @@ class _Handler(BaseHTTPRequestHandler):
         """Serve a Bedrock or Vertex Messages path; False if ``path`` is neither."""
         bedrock = _BEDROCK_PATH.fullmatch(path)
         if bedrock is not None:
-            self._bedrock(request, unquote(bedrock.group(1)), bedrock.group(2) == "invoke-with-response-stream")
+            model, stream = unquote(bedrock.group(1)), bedrock.group(2) == "invoke-with-response-stream"
+            family = _native_family(model)
+            if family is None:
+                self._bedrock(request, model, stream)
+            else:
+                self._bedrock_native(request, model, family, stream)
+            return True
+        converse = _CONVERSE_PATH.fullmatch(path)
+        if converse is not None:
+            self._converse(request, unquote(converse.group(1)), converse.group(2) == "converse-stream")
             return True
         vertex = _VERTEX_PATH.fullmatch(path)
         if vertex is not None:
@@ -1631,6 +2215,86 @@ class _Handler(BaseHTTPRequestHandler):
                 frames.append(_bedrock_exception(BEDROCK_MIDSTREAM_EXCEPTION, "Model stream error (fake)."))
         stream_headers = {"x-amzn-bedrock-content-type": "application/json"}
         abort = model.startswith("error-disconnect")
+        self._send_bedrock(200, frames, request_id, stream_headers, stream=True, abort=abort)
+
+    # -- Bedrock Runtime: Converse and other model families ---------------
+
+    def _bedrock_failure(self, model: str, request_id: str) -> bool:
+        """Answer an ``error-<status>[-<Name>Exception]`` model id with Bedrock's error; True if done."""
+        scripted = _bedrock_scripted_error(model)
+        if scripted is None:
+            return False
+        status, kind = scripted
+        payload = json.dumps({"message": f"Fake error {status} scripted by model '{model}'."}).encode()
+        self._send_bedrock(status, [payload], request_id, _bedrock_error_headers(status, request_id, kind))
+        return True
+
+    def _converse(self, request: RecordedRequest, model: str, stream: bool) -> None:
+        """``/converse`` (one JSON answer) or ``/converse-stream`` (event-stream messages named by event)."""
+        request_id = self._fake._next_id("req_fake_")
+        try:
+            body, messages = _converse_request(request.body, model)
+            count = _requested_chunks(model, request.headers)
+        except _BadRequest as exc:
+            self._send_bedrock(400, [json.dumps({"message": exc.message}).encode()], request_id)
+            return
+        if self._bedrock_failure(model, request_id):
+            return
+        response = _converse_response(request.body, body, messages)
+        if not stream:
+            self._send_bedrock(200, [json.dumps(response).encode()], request_id)
+            return
+        events = _converse_events(response, count)
+        frames = [_converse_frame(event) for event in events]
+        if "error-midstream" in model or "error-disconnect" in model:
+            frames = frames[: _first_converse_delta(events) + 1]
+            if "error-midstream" in model:
+                error = {
+                    "message": "Model stream error (fake).",
+                    "originalStatusCode": 500,
+                    "originalMessage": "Internal server error (fake).",
+                }
+                frames.append(_event_stream_exception(BEDROCK_MIDSTREAM_EXCEPTION, error))
+        abort = "error-disconnect" in model
+        self._send_bedrock(200, frames, request_id, stream=True, abort=abort)
+
+    def _bedrock_native(self, request: RecordedRequest, model: str, family: str, stream: bool) -> None:
+        """``/invoke[-with-response-stream]`` for Nova, Titan, Llama, Mistral and Cohere bodies."""
+        request_id = self._fake._next_id("req_fake_")
+        try:
+            count = _requested_chunks(model, request.headers)
+            if family == "cohere":
+                answer = _cohere_answer(request.body, model, count, self._fake._next_id("cohere-fake-"))
+            else:
+                builders = {
+                    "nova": _nova_answer,
+                    "titan": _titan_answer,
+                    "llama": _llama_answer,
+                    "mistral": _mistral_answer,
+                }
+                answer = builders[family](request.body, model, count)
+        except _BadRequest as exc:
+            self._send_bedrock(400, [json.dumps({"message": exc.message}).encode()], request_id)
+            return
+        if self._bedrock_failure(model, request_id):
+            return
+        if not stream:
+            counts = {
+                "x-amzn-bedrock-input-token-count": str(answer.input_tokens),
+                "x-amzn-bedrock-output-token-count": str(answer.output_tokens),
+                "x-amzn-bedrock-invocation-latency": "1",
+            }
+            self._send_bedrock(200, [json.dumps(answer.body).encode()], request_id, counts)
+            return
+        metrics = _invocation_metrics(answer.input_tokens, answer.output_tokens)
+        chunks = [*answer.chunks[:-1], {**answer.chunks[-1], "amazon-bedrock-invocationMetrics": metrics}]
+        frames = [_bedrock_chunk(chunk) for chunk in chunks]
+        if "error-midstream" in model or "error-disconnect" in model:
+            frames = frames[: answer.first_text + 1]
+            if "error-midstream" in model:
+                frames.append(_bedrock_exception(BEDROCK_MIDSTREAM_EXCEPTION, "Model stream error (fake)."))
+        stream_headers = {"x-amzn-bedrock-content-type": "application/json"}
+        abort = "error-disconnect" in model
         self._send_bedrock(200, frames, request_id, stream_headers, stream=True, abort=abort)
 
     def _send_bedrock(
@@ -1878,6 +2542,15 @@ class FakeModelServer:
             raise RuntimeError("FakeModelServer is not started")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def bedrock_endpoint_url(self) -> str:
+        """Bedrock Runtime endpoint for botocore: the server root, e.g. ``http://127.0.0.1:54321``.
+
+        Pass it as ``boto3.client("bedrock-runtime", endpoint_url=...)``; botocore puts
+        ``/model/{modelId}/converse`` (and the other operations) right under it.
+        """
+        return self.anthropic_base_url
 
     def clear(self) -> None:
         """Forget recorded requests (ids and stored responses are kept)."""
