@@ -172,9 +172,7 @@ def test_unsupported_sdk_version_is_skipped_with_one_log_line(
 ) -> None:
     from openai._base_client import SyncAPIClient
 
-    import otel_llm_audit.instrumentation.openai as module
-
-    monkeypatch.setattr(module, "_instruments", ("openai >= 99.0",))
+    monkeypatch.setattr(OpenAIInstrumentor, "instruments", ("openai >= 99.0",))
     with caplog.at_level("DEBUG"):
         assert OpenAIInstrumentor().instrument() is None
     assert not hasattr(SyncAPIClient.request, "__wrapped__")

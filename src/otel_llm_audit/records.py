@@ -51,6 +51,24 @@ class Usage:
     cache_write_input_tokens: int | None = None
     reasoning_output_tokens: int | None = None
 
+    @classmethod
+    def with_cache_apart(
+        cls,
+        uncached_input: int | None,
+        output: int | None,
+        cache_read: int | None,
+        cache_write: int | None,
+        reasoning: int | None = None,
+    ) -> Usage:
+        """For providers that count cache reads and writes apart from the input (Anthropic, Bedrock).
+
+        The conventions' input tokens include them, so they are added back.
+        """
+        total = None
+        if uncached_input is not None or cache_read or cache_write:
+            total = (uncached_input or 0) + (cache_read or 0) + (cache_write or 0)
+        return cls(total, output, cache_read, cache_write, reasoning)
+
 
 @dataclass(frozen=True, slots=True)
 class RequestParams:

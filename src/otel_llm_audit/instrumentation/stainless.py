@@ -16,19 +16,25 @@ exception of ours away from the application.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
+import logging
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from wrapt import wrap_function_wrapper
 
 from otel_llm_audit import _guard
 from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
 from otel_llm_audit.instrumentation._proxy import ObjectProxy
 from otel_llm_audit.instrumentation.streams import AsyncStreamProxy, SyncStreamProxy
+
+logger = logging.getLogger("otel_llm_audit")
 
 #: In the OpenTelemetry context while a model call of ours runs inside the SDK's ``request``
 #: (for adapters that ask for it): how a patched SDK hook knows the call is already audited.
@@ -314,3 +320,71 @@ class AsyncRawResponseProxy(RawResponseProxy):
             return await self.__wrapped__.close()
         finally:
             self._self_call.end()
+
+
+class StainlessInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Installs a :class:`RequestWrapper` on ``SyncAPIClient.request`` / ``AsyncAPIClient.request``.
+
+    Subclasses name the library (its import name, the ``instruments`` requirement, the
+    instrumentation scope) and return their wrapper; :meth:`_after_instrument` and
+    :meth:`_after_uninstrument` are for what one SDK needs beyond the choke point.
+    """
+
+    library: str = ""
+    scope: str = ""
+    instruments: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        if not hasattr(self, "_wrapped"):
+            self._wrapped: list[tuple[Any, str]] = []
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return self.instruments
+
+    def request_wrapper(self) -> RequestWrapper:
+        raise NotImplementedError
+
+    def _instrument(self, **kwargs: Any) -> None:
+        # opentelemetry-instrument loads every instrumentor of this package when any of their
+        # libraries is installed, and skips the version check: make it here.
+        conflict = self._check_dependency_conflicts()
+        if conflict:
+            logger.info("otel-llm-audit: not instrumenting %s: %s", self.library, conflict)
+            return
+        try:
+            base_client = importlib.import_module(f"{self.library}._base_client")
+        except ImportError as err:
+            logger.info("otel-llm-audit: %s is not importable, not instrumenting it: %s", self.library, err)
+            return
+        wrapper = self.request_wrapper()
+        wrapper.emitter = Emitter(self.scope, kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        self._wrapped = []
+        for class_name, make in (("SyncAPIClient", wrapper.sync), ("AsyncAPIClient", wrapper.async_)):
+            owner = getattr(base_client, class_name, None)
+            if owner is None or not hasattr(owner, "request"):
+                logger.info("otel-llm-audit: %s has no %s.request; not audited", self.library, class_name)
+                continue
+            try:
+                wrap_function_wrapper(base_client, f"{class_name}.request", make())
+            except Exception:
+                logger.warning("otel-llm-audit: could not wrap %s %s.request", self.library, class_name, exc_info=True)
+                continue
+            self._wrapped.append((owner, "request"))
+        self._after_instrument(base_client)
+
+    def _after_instrument(self, base_client: Any) -> None:
+        """More to install once the choke point is wrapped (nothing by default)."""
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        self.request_wrapper().emitter = None  # wrappers still bound inside existing clients pass through
+        for owner, method in self._wrapped:
+            try:
+                unwrap(owner, method)
+            except Exception:
+                logger.debug("otel-llm-audit: could not unwrap %s %s", self.library, method, exc_info=True)
+        self._wrapped = []
+        self._after_uninstrument()
+
+    def _after_uninstrument(self) -> None:
+        """Undo :meth:`_after_instrument` (nothing by default)."""

@@ -207,18 +207,12 @@ def tool_definitions(body: Mapping[str, Any]) -> list[dict[str, Any]] | None:
 
 def usage_of(usage: Any) -> Usage:
     """Usage per the conventions: input includes cache reads and writes."""
-    raw_input = as_int(get(usage, "input_tokens"))
-    cache_read = as_int(get(usage, "cache_read_input_tokens"))
-    cache_write = as_int(get(usage, "cache_creation_input_tokens"))
-    total_input = None
-    if raw_input is not None or cache_read or cache_write:
-        total_input = (raw_input or 0) + (cache_read or 0) + (cache_write or 0)
-    return Usage(
-        input_tokens=total_input,
-        output_tokens=as_int(get(usage, "output_tokens")),
-        cache_read_input_tokens=cache_read,
-        cache_write_input_tokens=cache_write,
-        reasoning_output_tokens=as_int(get(get(usage, "output_tokens_details"), "thinking_tokens")),
+    return Usage.with_cache_apart(
+        as_int(get(usage, "input_tokens")),
+        as_int(get(usage, "output_tokens")),
+        as_int(get(usage, "cache_read_input_tokens")),
+        as_int(get(usage, "cache_creation_input_tokens")),
+        as_int(get(get(usage, "output_tokens_details"), "thinking_tokens")),
     )
 
 

@@ -84,14 +84,6 @@ class AnthropicAdapter:
 WRAPPER = RequestWrapper(AnthropicAdapter())
 
 
-def make_sync_wrapper() -> Callable[..., Any]:
-    return WRAPPER.sync()
-
-
-def make_async_wrapper() -> Callable[..., Any]:
-    return WRAPPER.async_()
-
-
 def make_call_span_replacement(original: Callable[..., Any]) -> Callable[..., Any]:
     """``start_api_call_span`` that stands aside for the calls we audit (anthropic >= 1.14)."""
 

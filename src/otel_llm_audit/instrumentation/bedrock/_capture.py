@@ -160,17 +160,11 @@ def _tools(tool_config: Any) -> list[dict[str, Any]] | None:
 
 
 def _usage(usage: Any) -> Usage:
-    raw_input = as_int(get(usage, "inputTokens"))
-    cache_read = as_int(get(usage, "cacheReadInputTokens"))
-    cache_write = as_int(get(usage, "cacheWriteInputTokens"))
-    total = None
-    if raw_input is not None or cache_read or cache_write:
-        total = (raw_input or 0) + (cache_read or 0) + (cache_write or 0)
-    return Usage(
-        input_tokens=total,
-        output_tokens=as_int(get(usage, "outputTokens")),
-        cache_read_input_tokens=cache_read,
-        cache_write_input_tokens=cache_write,
+    return Usage.with_cache_apart(
+        as_int(get(usage, "inputTokens")),
+        as_int(get(usage, "outputTokens")),
+        as_int(get(usage, "cacheReadInputTokens")),
+        as_int(get(usage, "cacheWriteInputTokens")),
     )
 
 

@@ -104,18 +104,3 @@ class OpenAIAdapter:
 
 #: The wrappers the instrumentor installs; ``WRAPPER.emitter`` is the emitter in force.
 WRAPPER = RequestWrapper(OpenAIAdapter())
-
-
-def set_active_emitter(emitter: Emitter | None) -> None:
-    """Called by the instrumentor: ``instrument()`` sets its emitter, ``uninstrument()`` clears it."""
-    WRAPPER.emitter = emitter
-
-
-def make_sync_wrapper() -> Callable[..., Any]:
-    """A wrapt wrapper for ``SyncAPIClient.request``."""
-    return WRAPPER.sync()
-
-
-def make_async_wrapper() -> Callable[..., Any]:
-    """A wrapt wrapper for ``AsyncAPIClient.request`` (a coroutine function)."""
-    return WRAPPER.async_()
