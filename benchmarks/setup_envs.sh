@@ -46,6 +46,14 @@ declare -A EXTRA=(
   [openinference]="openinference-instrumentation-openai==0.1.66 openinference-instrumentation==0.1.72 openinference-semantic-conventions==0.1.42"
 )
 
+# Anthropic (benchmarks/anthropic_instructions.py): anthropic 2.14.0 on the same core, in the
+# llm_audit venv (our instrumentor and the uninstrumented baseline) and in one venv per peer:
+#   bash benchmarks/setup_envs.sh llm_audit openllmetry_anthropic openinference_anthropic
+ANTHROPIC_PIN="anthropic==2.14.0"
+EXTRA[llm_audit]+=" $ANTHROPIC_PIN"
+EXTRA[openllmetry_anthropic]="$ANTHROPIC_PIN opentelemetry-instrumentation-anthropic==0.62.4 opentelemetry-semantic-conventions-ai==0.5.1"
+EXTRA[openinference_anthropic]="$ANTHROPIC_PIN openinference-instrumentation-anthropic==3.1.0 openinference-instrumentation==0.1.72 openinference-semantic-conventions==0.1.42"
+
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(llm_audit openai_v2 openllmetry openinference)
 
