@@ -216,6 +216,22 @@ def test_guardrail_anonymization_is_redacted_and_never_copies_the_match(audit: A
     assert "jane.doe@example.com" not in event.attributes[semconv.LLM_AUDIT_POLICY_DETAILS]
 
 
+@needs_converse
+def test_content_filtered_stop_reason_is_a_policy_event(audit: Any, client: Any) -> None:
+    response = client.converse(modelId=f"{CLAUDE}-refuse", messages=USER)
+    assert response["stopReason"] == "content_filtered"
+    span = _only(audit)
+    assert _json(span, semconv.GEN_AI_OUTPUT_MESSAGES)[0]["finish_reason"] == "content_filter"
+    (event,) = [e for e in span.events if e.name == semconv.EVENT_LLM_AUDIT_POLICY]
+    assert dict(event.attributes) == {
+        semconv.LLM_AUDIT_POLICY_CATEGORY: "content_filter",
+        semconv.LLM_AUDIT_POLICY_ACTION: "blocked",
+        semconv.LLM_AUDIT_POLICY_SOURCE: "aws.bedrock",
+        semconv.LLM_AUDIT_POLICY_NAME: "stopReason",
+        semconv.LLM_AUDIT_POLICY_DETAILS: '{"stop_reason": "content_filtered"}',
+    }
+
+
 # ----------------------------------------------------------------------------- errors and other calls
 
 

@@ -172,6 +172,11 @@ def _finish(record: LLMCall, stop_reason: Any, parts: list[Part]) -> None:
     reason = as_str(stop_reason)
     if reason is not None:
         record.finish_reasons = [reason]
+    if reason == "content_filtered":  # the model provider's own filter, not a guardrail
+        details = {"stop_reason": reason}
+        record.policy_events.append(
+            PolicyEvent("content_filter", "blocked", source=record.provider, name="stopReason", details=details)
+        )
     record.output_messages = [
         Message(role="assistant", parts=parts, finish_reason=_FINISH.get(reason, reason) if reason else None)
     ]
