@@ -69,6 +69,12 @@ class Audit:
         assert len(spans) == 1, [s.name for s in spans]
         return spans[0]
 
+    def add_instrumentor(self, instrumentor: Any) -> Audit:
+        """Instrument another library on this pipeline; it is uninstrumented after the test."""
+        instrumentor.instrument(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
+        self.extra_instrumentors.append(instrumentor)
+        return self
+
     def clear(self) -> None:
         self.pipeline.force_flush(10_000)
         self.exporter.clear()

@@ -34,16 +34,8 @@ WEATHER_TOOL = {
 
 @pytest.fixture
 def audit_anthropic(make_audit: Callable[..., Any]) -> Callable[..., Any]:
-    """Build a pipeline (``make_audit``) and instrument the Anthropic SDK on it."""
-
-    def build(**settings: Any) -> Any:
-        audit = make_audit(**settings)
-        instrumentor = AnthropicInstrumentor()
-        instrumentor.instrument(tracer_provider=audit.tracer_provider, meter_provider=audit.meter_provider)
-        audit.extra_instrumentors.append(instrumentor)
-        return audit
-
-    return build
+    """Build a pipeline (``make_audit``) with the library instrumented on it."""
+    return lambda **settings: make_audit(**settings).add_instrumentor(AnthropicInstrumentor())
 
 
 @pytest.fixture

@@ -85,11 +85,7 @@ def _no_ambient_cloud_config(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def audit(make_audit: Callable[..., Any]) -> Any:
     """The audit pipeline (raw content) with the Anthropic SDK instrumented on it."""
-    audit = make_audit(content="raw")
-    instrumentor = AnthropicInstrumentor()
-    instrumentor.instrument(tracer_provider=audit.tracer_provider, meter_provider=audit.meter_provider)
-    audit.extra_instrumentors.append(instrumentor)
-    return audit
+    return make_audit(content="raw").add_instrumentor(AnthropicInstrumentor())
 
 
 def _bedrock_kwargs(fake_server: FakeModelServer) -> dict[str, Any]:

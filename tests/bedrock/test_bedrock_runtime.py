@@ -37,14 +37,8 @@ WEATHER = {
 
 @pytest.fixture
 def audit_bedrock(make_audit: Callable[..., Any]) -> Callable[..., Any]:
-    def build(**settings: Any) -> Any:
-        audit = make_audit(**settings)
-        instrumentor = BedrockInstrumentor()
-        instrumentor.instrument(tracer_provider=audit.tracer_provider, meter_provider=audit.meter_provider)
-        audit.extra_instrumentors.append(instrumentor)
-        return audit
-
-    return build
+    """Build a pipeline (``make_audit``) with the library instrumented on it."""
+    return lambda **settings: make_audit(**settings).add_instrumentor(BedrockInstrumentor())
 
 
 @pytest.fixture
