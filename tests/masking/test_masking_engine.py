@@ -320,9 +320,48 @@ def test_prefilter_changes_no_detection() -> None:
     policy = MaskingPolicy.load()
     fast = Masker(policy, cache_size=0)
     full = Masker(policy, cache_size=0, prefilter=False)
-    texts = [*TEXTS, *(t.upper() for t in TEXTS), "\u017fsn 219099999", "SSN\uff1a219099999", "tel +49 30 12345678"]
+    texts = [
+        *TEXTS,
+        *(t.upper() for t in TEXTS),
+        *_ENGINE_EDGE_TEXTS,
+        "SSN\uff1a219099999",
+        "tel +49 30 12345678",
+    ]
     for text in texts:
         assert fast.detect(text) == full.detect(text), text
+
+
+#: Texts where RE2's and Python's engines could disagree: Unicode digits, the Turkish i in
+#: context words, the long s, full-width punctuation, a driver's licence with its context word.
+_ENGINE_EDGE_TEXTS = [
+    "card \u0664\u0661\u0661\u0661 \u0661\u0661\u0661\u0661 \u0661\u0661\u0661\u0661 \u0661\u0661\u0661\u0661",
+    "DRIVER L\u0130CENSE A1234567",
+    "driver l\u0131cense A1234567",
+    "MED\u0130CAL record number 12345678",
+    "acct\uff1a 12345678 at the bank",
+    "passport 912803456 for travel",
+    "\u017fsn 219099999",
+    "no digits here at all, only words",
+]
+
+
+def test_re2_prefilter_selects_what_the_python_gates_select() -> None:
+    from otel_llm_audit.processing.masking.prefilter import Prefilter, build_triggers
+
+    pytest.importorskip("re2")
+    policy = MaskingPolicy.load()
+    masker = Masker(policy, cache_size=0)
+    triggers = build_triggers(policy, masker._setup)
+    fast, plain = Prefilter(triggers), Prefilter(triggers, use_re2=False)
+    assert fast.uses_re2 and not plain.uses_re2
+    texts = [*TEXTS, *(t.upper() for t in TEXTS), *_ENGINE_EDGE_TEXTS]
+    selected = 0
+    for text in texts:
+        assert fast.select(text) == plain.select(text), text
+        selected += bool(fast.select(text))
+    assert selected > len(texts) // 2
+    assert "US_DRIVER_LICENSE" in fast.select("DRIVER L\u0130CENSE A1234567")
+    assert "MEDICAL_RECORD_NUMBER" in fast.select("MED\u0130CAL record number 12345678")
 
 
 def test_overlaps_resolved_by_score_then_length_and_fully_covered() -> None:

@@ -62,13 +62,34 @@ INPUT_MESSAGES = [
 ]
 
 
+def test_compact_input_stays_compact(masker: Masker) -> None:
+    original = json.dumps(INPUT_MESSAGES, separators=(",", ":"))
+    result = masker.mask_json(original)
+    assert result.text == json.dumps(json.loads(result.text), ensure_ascii=False, separators=(",", ":"))
+    assert result.text != original
+
+
+def test_resent_history_is_masked_from_the_element_cache(masker: Masker) -> None:
+    first = masker.mask_json(json.dumps(INPUT_MESSAGES[:2]))
+    misses = masker.cache_misses
+    hits = masker.cache_hits
+    second = masker.mask_json(json.dumps([*INPUT_MESSAGES[:2], {"role": "user", "parts": []}]))
+    assert second.text.startswith(first.text[:-1] + ",")
+    assert dict(second.entities) == dict(first.entities) == {"EMAIL_ADDRESS": 1, "CREDIT_CARD": 1}
+    # the two resent messages are answered whole: no text analysed, their leaves counted as hits
+    assert masker.cache_misses - misses == 0
+    assert masker.cache_hits - hits >= 6
+
+
 def test_input_messages_shape_preserved(masker: Masker) -> None:
     original = json.dumps(INPUT_MESSAGES, indent=2)
     result = masker.mask_json(original)
     masked = json.loads(result.text)
 
     assert shape(masked) == shape(INPUT_MESSAGES)
-    assert result.text == json.dumps(masked, ensure_ascii=False, separators=(",", ":"))  # compact
+    # elements that changed are serialised compactly; the unchanged first message keeps its text
+    first = json.dumps(INPUT_MESSAGES[0], indent=2).replace("\n", "\n  ")
+    assert result.text.startswith("[" + first + ",{")
     assert masked[0] == INPUT_MESSAGES[0]
     assert masked[1]["parts"][0]["content"] == "I am Jane (<EMAIL_ADDRESS>), card <CREDIT_CARD> was charged twice."
     arguments = masked[2]["parts"][0]["arguments"]
@@ -151,3 +172,23 @@ def test_short_identifier_names_are_not_analysed(masker: Masker) -> None:
     result = masker.mask_json('{"role":"user","patient_id":"p-1","content":"hello there"}')
     assert result.text == '{"role":"user","patient_id":"p-1","content":"hello there"}'
     assert masker.cache_misses - before <= 3  # the three values at most, no member name
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[]", " [ ] ", "[1]", "[1,2]", ' [ {"a": 1} , "x" ,3 ]\n', "[1] ", '[{"a":[1,2,{"b":"]"}]},"\\"]"]', "[1,\n2]"],
+)
+def test_split_array_gives_each_element_text_and_value(text: str) -> None:
+    from otel_llm_audit.processing.masking.json_walk import split_array
+
+    elements = split_array(text)
+    assert elements is not None
+    assert [value for _, value in elements] == json.loads(text)
+    assert [json.loads(piece) for piece, _ in elements] == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["[1,]", "[1 2]", "[", "[1]x", '{"a":1}', "", " ", "[,1]", '["a" "b"]'])
+def test_split_array_refuses_what_is_not_a_json_array(text: str) -> None:
+    from otel_llm_audit.processing.masking.json_walk import split_array
+
+    assert split_array(text) is None

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 __all__ = ["ContextRules", "compile_words", "is_weak_number"]
 
 _BARE_NUMBER = re.compile(r"\d+")
+_ANY_I = "[iI\u0130\u0131]"  # what Python's IGNORECASE takes for "i" (RE2 omits the Turkish two)
 _STRONG_DIGITS = 9
 _STRONG_MARK = re.compile(r"^\s*\+|\(\d{1,5}\)")
 
@@ -105,12 +106,31 @@ class ContextRules:
         """A negative context word for ``entity`` stands near ``text[start:end]``."""
         return self._near(self._negative.get(entity), text, start, end)
 
+    def anchor_pattern(self, entity: str) -> str | None:
+        """An RE2 pattern true wherever a context word for ``entity`` can match (``None``: no words).
+
+        Case-insensitive like the words' own pattern; Python also equates "i" with the dotted
+        capital and the dotless i (U+0130, U+0131), which RE2 does not, so those are spelled out.
+        """
+        anchors = self._anchors.get(entity)
+        if not anchors:
+            return None
+        spelled = ("".join(_ANY_I if ch == "i" else re.escape(ch) for ch in anchor) for anchor in sorted(anchors))
+        return "(?i)(?:" + "|".join(spelled) + ")"
+
+    def search(self, entity: str, text: str) -> bool:
+        """A context word for ``entity`` occurs in ``text`` (the exact test behind :meth:`anywhere`)."""
+        pattern = self._positive.get(entity)
+        return pattern is not None and pattern.search(text) is not None
+
     def anywhere(self, entity: str, text: str) -> bool:
         """A context word for ``entity`` occurs anywhere in ``text`` (a cheap necessary test)."""
         pattern = self._positive.get(entity)
         if pattern is None:
             return False
         lowered = text.casefold()  # a superset of what IGNORECASE equates (long s -> "s")
+        if not lowered.isascii():  # ... but for the Turkish i: "İ" folds to "i" + a combining dot
+            lowered = lowered.replace("\u0307", "").replace("\u0131", "i")
         if not any(anchor in lowered for anchor in self._anchors[entity]):
             return False
         return pattern.search(text) is not None

@@ -22,9 +22,14 @@ import json
 import re
 from typing import Any
 
-__all__ = ["collect", "dumps", "is_json", "rebuild", "try_parse"]
+__all__ = ["collect", "dumps", "is_json", "rebuild", "split_array", "try_parse"]
 
 _NOT_JSON = object()
+#: ``scan_once(text, index) -> (value, end)``: what ``json.loads`` runs, without its checks
+#: for a whole document (it raises ``StopIteration`` where no value starts).
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+_SPACE_CHARS = frozenset(" \t\n\r")
 
 
 def try_parse(text: str) -> Any:
@@ -40,6 +45,55 @@ def try_parse(text: str) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError):
         return _NOT_JSON
+
+
+def split_array(text: str) -> list[tuple[str, Any]] | None:
+    """The elements of a top-level JSON array, each as (its exact text, its parsed value).
+
+    ``None`` when ``text`` is not a JSON array. A chat history is an array of messages, and
+    every call resends the previous messages unchanged: masked one element at a time, each
+    message's text is a cache key of its own, so a resent message costs one digest instead
+    of a walk over its leaves. Parsing is ``json``'s own scanner (C), one element at a time.
+    """
+    space = _SPACE_CHARS
+    i = _skip_space(text, 0) if text[:1] in space else 0
+    if text[i : i + 1] != "[":
+        return None
+    i += 1
+    if text[i : i + 1] in space:
+        i = _skip_space(text, i)
+    elements: list[tuple[str, Any]] = []
+    scan = _SCAN
+    try:
+        if text[i : i + 1] == "]":
+            end = i + 1
+        else:
+            while True:
+                value, end = scan(text, i)
+                elements.append((text[i:end], value))
+                after = text[end : end + 1]
+                if after and after in space:
+                    end = _skip_space(text, end)
+                    after = text[end : end + 1]
+                if after == ",":
+                    i = end + 1
+                    if text[i : i + 1] in space:
+                        i = _skip_space(text, i)
+                    continue
+                if after != "]":
+                    return None
+                end += 1
+                break
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    if end != len(text) and _skip_space(text, end) != len(text):
+        return None
+    return elements
+
+
+def _skip_space(text: str, start: int) -> int:
+    found = _SPACE.match(text, start)
+    return found.end() if found is not None else start
 
 
 def is_json(value: Any) -> bool:

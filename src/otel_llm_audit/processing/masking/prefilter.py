@@ -20,6 +20,12 @@ In front of the exact test sits an optional cheaper one, a relaxation of the sam
 rejects most texts with one scan. Recognizers that are not pattern recognizers (NER) always
 run; the phone recognizer has its own candidate test. The benchmark checks that detections
 with and without the pre-filter are identical on its corpus.
+
+The cheap tests that are regular expressions are compiled together into one RE2 set
+(``google-re2``): one linear pass over the text answers all of them, about thirty times
+faster than asking Python's engine each in turn, which was most of the masking time on
+ordinary prose. Without ``google-re2`` (a platform it has no wheel for) each is asked
+with Python's ``re``, with the same result.
 """
 
 from __future__ import annotations
@@ -39,15 +45,21 @@ if TYPE_CHECKING:
     from .policy import MaskingPolicy
     from .recognizers import AnalyzerSetup
 
-__all__ = ["EntityTrigger", "Trigger", "build_triggers", "select"]
+__all__ = ["EntityTrigger", "Prefilter", "Trigger", "build_triggers", "select"]
 
 #: The shipped ``mrn_pattern``; for it (and only it) the literal gate below is a relaxation.
 _SHIPPED_MRN_PATTERN = r"(?i)(?<=\b(?:mrn|medical record(?: number| no\.?| num| #)?)[\s:#-]{0,3})\d{6,10}\b"
 
 
+#: The shipped MRN pattern's words, matched as its engine does (case-insensitive, where "i"
+#: is also U+0130 and U+0131: ``str.casefold`` turns the dotted capital into two characters,
+#: so "MEDİCAL" slipped past a substring test). For the RE2 set the two are spelled out.
+_MRN_WORDS = re.compile("mrn|medical", re.IGNORECASE)
+_MRN_GATE = "(?i)mrn|med[iI\u0130\u0131]cal"
+
+
 def _mrn_gate(text: str) -> bool:
-    folded = text.casefold()
-    return "mrn" in folded or "medical" in folded
+    return _MRN_WORDS.search(text) is not None
 
 
 _log = logging.getLogger(__name__)
@@ -83,6 +95,8 @@ _GATES: dict[str, str | tuple[str, str] | Trigger] = {
     "CRYPTO": r"[13][A-Za-z0-9]{25}",
     # two letters and seven digits: the digits alone
     "MEDICAL_LICENSE": (r"\d{7}", r"[0-9][0-9]{6}"),
+    # every alternative of presidio's licence patterns holds an ASCII digit
+    "US_DRIVER_LICENSE": r"[0-9]",
     "UUID": r"[0-9A-Fa-f]{8}-",
     "URL": r"\.[A-Za-z]|://",
     "EMAIL_ADDRESS": lambda text: "@" in text,
@@ -96,6 +110,12 @@ _GATES: dict[str, str | tuple[str, str] | Trigger] = {
 }
 
 
+#: The phone recognizer's cheap test: four digits with phone punctuation between them, the
+#: least :func:`~.recognizers.phone_candidates` keeps (asked only in the RE2 set: with Python's
+#: engine the candidate scan itself is as cheap).
+_PHONE_GATE = r"\d(?:[ \t().\-/]*\d){3}"
+
+
 @dataclass(frozen=True)
 class EntityTrigger:
     """The two tests of one entity type: a cheap gate, then the exact test."""
@@ -105,6 +125,85 @@ class EntityTrigger:
     exact: Trigger
     #: Order in which exact tests are asked: cheap ones first (see :func:`select`).
     cost: int
+    #: The gate's regular expression (``\d`` for any decimal digit), for the RE2 set; then a
+    #: context word must occur too if ``context`` (an RE2 anchor, then ``context_test``).
+    #: ``None``: ``gate`` is asked instead.
+    pattern: str | None = None
+    context: str | None = None
+    context_test: Trigger | None = None
+
+
+class Prefilter:
+    """The triggers of a policy, their regular-expression gates asked in one pass."""
+
+    def __init__(self, triggers: Sequence[EntityTrigger], *, use_re2: bool = True) -> None:
+        self.triggers = list(triggers)
+        patterns: list[str] = []
+        #: set index of a gate -> (the trigger's position, set index of its context anchor, its context test)
+        self._by_index: dict[int, tuple[int, int | None, Trigger | None]] = {}
+        #: the triggers whose gate is not in the set: (position, gate)
+        self._asked: list[tuple[int, Trigger]] = []
+        for position, trigger in enumerate(self.triggers):
+            if trigger.pattern is None:
+                self._asked.append((position, trigger.gate))
+                continue
+            patterns.append(trigger.pattern.replace(r"\d", r"\p{Nd}"))
+            gate = len(patterns) - 1
+            context = None
+            if trigger.context is not None:
+                patterns.append(trigger.context)
+                context = len(patterns) - 1
+            self._by_index[gate] = (position, context, trigger.context_test)
+        self._set = _compile_set(patterns) if use_re2 and patterns else None
+
+    @property
+    def uses_re2(self) -> bool:
+        return self._set is not None
+
+    def select(self, text: str) -> list[str]:
+        """The entity types to analyse in ``text`` (see :func:`select`)."""
+        if self._set is None:
+            return select(self.triggers, text)
+        passed = [position for position, gate in self._asked if gate(text)]
+        matched = self._set.Match(text)
+        if matched:
+            by_index = self._by_index
+            for index in matched:
+                found = by_index.get(index)
+                if found is None:
+                    continue  # a context anchor
+                position, context, context_test = found
+                if context is not None and (context not in matched or not _test(context_test, text)):
+                    continue
+                passed.append(position)
+        if not passed:
+            return []
+        passed.sort()  # the triggers' own order: cheapest exact test first
+        triggers = self.triggers
+        return _exact([triggers[p] for p in passed], text)
+
+
+def _test(test: Trigger | None, text: str) -> bool:
+    return test is None or test(text)
+
+
+def _compile_set(patterns: Sequence[str]) -> Any:
+    """One RE2 set of the gates' patterns, or ``None`` without ``google-re2``."""
+    try:
+        import re2
+    except ImportError:
+        _log.info("google-re2 is not installed: the masking pre-filter asks its gates one by one")
+        return None
+    try:
+        options = re2.Options()
+        gates = re2.Set.SearchSet(options)
+        for pattern in patterns:
+            gates.Add(pattern)
+        gates.Compile()
+    except Exception as err:  # a pattern RE2 cannot take: the gates are asked one by one
+        _log.warning("masking pre-filter: RE2 could not compile the gates (%s); using Python's engine", err)
+        return None
+    return gates
 
 
 #: Relative cost of the exact tests (the rest are 1): presidio's e-mail and IPv6 patterns are
@@ -123,7 +222,10 @@ def select(triggers: Sequence[EntityTrigger], text: str) -> list[str]:
     presidio untested (presidio's own result is exact). Types whose exact test said no are
     left out.
     """
-    passed = [t for t in triggers if t.gate(text)]
+    return _exact([t for t in triggers if t.gate(text)], text)
+
+
+def _exact(passed: Sequence[EntityTrigger], text: str) -> list[str]:
     for i, trigger in enumerate(passed):
         if trigger.exact(text):
             return [trigger.entity, *(t.entity for t in passed[i + 1 :])]
@@ -157,6 +259,7 @@ def build_triggers(policy: MaskingPolicy, setup: AnalyzerSetup) -> list[EntityTr
         if always:
             triggers.append(EntityTrigger(entity, _always, _always, 0))
             continue
+        pattern = _gate_pattern(entity, policy, setup)
         if not parts:
             _log.warning(
                 "masking policy %s: %s can never reach its threshold %.2f; it is not analysed",
@@ -166,11 +269,18 @@ def build_triggers(policy: MaskingPolicy, setup: AnalyzerSetup) -> list[EntityTr
             )
             continue
         gate = _gate(entity, policy, setup)
+        context = context_test = None
         if needs_context:  # only a context word can lift any of its patterns: ask for one first
             gate = _with_context(gate, rules, entity)
+            context = rules.anchor_pattern(entity)
+            context_test = _context_of(rules, entity)
+            if context is None:
+                pattern = None
         exact_test = parts[0] if len(parts) == 1 else _any_of(parts)
         cost = 0 if entity in _LITERAL_GATED else _COSTS.get(entity, 1)
-        triggers.append(EntityTrigger(entity, gate, exact_test, cost))
+        if pattern is None and any(isinstance(r, CandidatePhoneRecognizer) for r in setup.recognizers[entity]):
+            pattern = _PHONE_GATE if len(setup.recognizers[entity]) == 1 else None
+        triggers.append(EntityTrigger(entity, gate, exact_test, cost, pattern, context, context_test))
     triggers.sort(key=lambda t: t.cost)
     return triggers
 
@@ -192,6 +302,28 @@ def _gate(entity: str, policy: MaskingPolicy, setup: AnalyzerSetup) -> Trigger:
         return lambda text: (ascii_text if text.isascii() else any_text)(text) is not None
     search = re.compile(gate).search
     return lambda text: search(text) is not None
+
+
+#: Gates that are plain substring tests, as RE2 patterns (the same test: case-sensitive literals).
+_LITERALS = {"EMAIL_ADDRESS": "@", "OPENAI_API_KEY": "sk-", "ANTHROPIC_API_KEY": "sk-ant-", "JWT": "eyJ"}
+
+
+def _gate_pattern(entity: str, policy: MaskingPolicy, setup: AnalyzerSetup) -> str | None:
+    """The gate :func:`_gate` builds as a regular expression for the RE2 set, if it has one."""
+    if entity in setup.custom_entities:
+        return None
+    if entity in _LITERALS:
+        return re.escape(_LITERALS[entity])
+    if entity == "MEDICAL_RECORD_NUMBER":
+        return _MRN_GATE if policy.mrn_pattern == _SHIPPED_MRN_PATTERN else None
+    gate = _GATES.get(entity)
+    if isinstance(gate, tuple):
+        return gate[0]
+    return gate if isinstance(gate, str) else None
+
+
+def _context_of(rules: ContextRules, entity: str) -> Trigger:
+    return lambda text: rules.search(entity, text)
 
 
 def _with_context(gate: Trigger, rules: ContextRules, entity: str) -> Trigger:
