@@ -36,9 +36,9 @@ class ContentEncoder:
 
     def dumps(self, value: Any) -> str:
         """Compact JSON of ``value`` with text parts bounded and guaranteed UTF-8."""
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default)
+        text = _ENCODE(value)
         if len(text) > self.max_chars:  # only then can a single text part be too long
-            text = json.dumps(self._bounded(value), ensure_ascii=False, separators=(",", ":"), default=_default)
+            text = _ENCODE(self._bounded(value))
         return self._utf8(text)
 
     def bound_text(self, text: str) -> str:
@@ -96,3 +96,7 @@ def _default(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(map(str, value))
     return repr(value)
+
+
+#: One encoder for every span (``json.dumps`` with options builds a new one per call).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default).encode

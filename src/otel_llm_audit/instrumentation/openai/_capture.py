@@ -142,6 +142,10 @@ def _uri_or_blob(url: Any, modality: str) -> Part:
 
 
 def chat_message(message: Any) -> Message:
+    if type(message) is dict and len(message) == 2:  # {"role": ..., "content": "..."}: most of a history
+        role, content = message.get("role"), message.get("content")
+        if type(role) is str and type(content) is str and role != "tool":
+            return Message(role=role, parts=[{"type": "text", "content": content}])
     role = str(_get(message, "role", "user"))
     parts: list[Part] = []
     content = _get(message, "content")
