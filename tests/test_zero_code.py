@@ -88,6 +88,7 @@ def test_instruments_any_extra_equals_instrumentation_dependencies() -> None:
     """
     from otel_llm_audit.instrumentation.anthropic import AnthropicInstrumentor
     from otel_llm_audit.instrumentation.bedrock import BedrockInstrumentor
+    from otel_llm_audit.instrumentation.google_genai import GoogleGenAIInstrumentor
 
     requires = distribution("otel-llm-audit").requires or []
     parsed = [Requirement(r) for r in requires]
@@ -97,13 +98,22 @@ def test_instruments_any_extra_equals_instrumentation_dependencies() -> None:
 
     declared = sorted(
         f"{r.name}{r.specifier}"
-        for instrumentor in (OpenAIInstrumentor(), AnthropicInstrumentor(), BedrockInstrumentor())
+        for instrumentor in (
+            OpenAIInstrumentor(),
+            AnthropicInstrumentor(),
+            BedrockInstrumentor(),
+            GoogleGenAIInstrumentor(),
+        )
         for r in map(Requirement, instrumentor.instrumentation_dependencies())
     )
-    assert extra("instruments-any") == declared == ["anthropic>=0.50.0", "botocore>=1.31.57", "openai>=1.66.0"]
+    assert (
+        extra("instruments-any")
+        == declared
+        == ["anthropic>=0.50.0", "botocore>=1.31.57", "google-genai>=1.0.0", "openai>=1.66.0"]
+    )
     assert extra("instruments") == []
     names = {ep.name for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("llm_audit_")}
-    assert names == {"llm_audit_openai", "llm_audit_anthropic", "llm_audit_bedrock"}
+    assert names == {"llm_audit_openai", "llm_audit_anthropic", "llm_audit_bedrock", "llm_audit_google_genai"}
 
 
 def test_opentelemetry_instrument_writes_otlp_json_by_default(tmp_path: Path, fake_model: FakeModelServer) -> None:

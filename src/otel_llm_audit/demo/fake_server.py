@@ -141,6 +141,13 @@ aws_secret_access_key=...)``, the server root; SigV4 is recorded, not checked):
   ``amazon.titan-text`` / ``amazon.titan-tg1`` (``inputText`` -> ``results``). Streams
   are ``chunk`` messages of the family's own chunk JSON, the last one carrying
   ``amazon-bedrock-invocationMetrics``; ``error-<status>`` and ``-maxtokens`` apply.
+
+Google Gen AI (``google-genai``, the Gemini API and Gemini on Vertex AI, with
+``http_options={"base_url": server.google_base_url}``): ``:generateContent``,
+``:streamGenerateContent?alt=sse``, ``:countTokens``, ``:embedContent``,
+``:batchEmbedContents`` and Vertex's ``:predict``, with safety conventions from markers in the
+prompt text (``block-prompt``, ``prohibited-prompt``, ``block-answer``, ``flag-answer``,
+``finish-<REASON>``); see :mod:`otel_llm_audit.demo.fake_google`.
 """
 
 from __future__ import annotations
@@ -2031,6 +2038,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._anthropic_platform(request, path):
             return
+        from otel_llm_audit.demo import fake_google  # the Gemini API and Vertex AI Gemini routes
+
+        if fake_google.serve(self, request, path):
+            return
         endpoints = {
             "/v1/chat/completions": self._chat,
             "/v1/responses": self._responses,
@@ -2549,6 +2560,16 @@ class FakeModelServer:
 
         Pass it as ``boto3.client("bedrock-runtime", endpoint_url=...)``; botocore puts
         ``/model/{modelId}/converse`` (and the other operations) right under it.
+        """
+        return self.anthropic_base_url
+
+    @property
+    def google_base_url(self) -> str:
+        """``google-genai`` base URL (Gemini API and Vertex AI): the server root, e.g. ``http://127.0.0.1:54321``.
+
+        Pass it as ``http_options={"base_url": ...}``; the SDK appends ``/v1beta/models/...`` (Gemini
+        API) or ``/v1beta1/projects/{p}/locations/{l}/publishers/google/models/...`` (Vertex AI).
+        See :mod:`otel_llm_audit.demo.fake_google` for the routes and conventions.
         """
         return self.anthropic_base_url
 

@@ -166,9 +166,9 @@ class PriceTable:
             for provider, models in prices.items()
         }
         # Memoised per instance (an lru_cache on the method would keep every table alive).
-        self._lookup: Callable[[str, str], ModelPrice | None] = functools.lru_cache(
-            maxsize=_LOOKUP_CACHE_SIZE
-        )(self._resolve)
+        self._lookup: Callable[[str, str], ModelPrice | None] = functools.lru_cache(maxsize=_LOOKUP_CACHE_SIZE)(
+            self._resolve
+        )
 
     def __repr__(self) -> str:
         return f"PriceTable(version={self.version!r}, effective_date={self.effective_date!r})"
