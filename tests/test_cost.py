@@ -97,6 +97,41 @@ def test_reasoning_tokens_at_their_own_rate(tmp_path: Path) -> None:
     assert got == Cost(total_usd=0.0028, input_usd=0.0, output_usd=0.0028)
 
 
+@pytest.mark.parametrize(
+    ("provider", "model"), [("gcp.gemini", "gemini-2.5-pro"), ("gcp.vertex_ai", "gemini-2.5-pro-001")]
+)
+def test_gemini_call_with_cached_content_and_thoughts(table: PriceTable, provider: str, model: str) -> None:
+    """Google's usageMetadata through the capture module's conversion, then priced.
+
+    promptTokenCount (10_000) already includes cachedContentTokenCount (6_000); thoughts (3_000)
+    are counted apart from candidatesTokenCount (1_000) and billed as output. gemini-2.5-pro:
+    input 1.25, cache hit 0.125, output 10 per million.
+    """
+    from otel_llm_audit.instrumentation.google_genai._capture import usage_of
+
+    usage = usage_of(
+        {
+            "promptTokenCount": 10_000,
+            "cachedContentTokenCount": 6_000,
+            "candidatesTokenCount": 1_000,
+            "thoughtsTokenCount": 3_000,
+            "totalTokenCount": 14_000,
+        }
+    )
+    assert (usage.input_tokens, usage.cache_read_input_tokens) == (10_000, 6_000)
+    assert (usage.output_tokens, usage.reasoning_output_tokens) == (4_000, 3_000)
+    got = table.cost(
+        provider,
+        model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_input_tokens,
+        reasoning_tokens=usage.reasoning_output_tokens,
+    )
+    # 4_000 x 1.25 + 6_000 x 0.125 = 5_750; 4_000 x 10 = 40_000 (per million).
+    assert got == Cost(total_usd=0.04575, input_usd=0.00575, output_usd=0.04)
+
+
 def test_inconsistent_counts_never_go_negative(table: PriceTable) -> None:
     # Cache reads larger than the input count: uncached part is 0, reads still charged (1.25).
     got = table.cost("openai", "gpt-4o", input_tokens=100, output_tokens=10, cache_read_tokens=400)
@@ -450,7 +485,10 @@ def test_every_shipped_name_resolves_to_itself(table: PriceTable) -> None:
             "claude-3-5-haiku-20241022",
         )
     ]
-    + [("gcp.gemini", m) for m in ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite")],
+    + [
+        ("gcp.gemini", m)
+        for m in ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-embedding-001")
+    ],
 )
 def test_required_models_are_priced(table: PriceTable, provider: str, model: str) -> None:
     assert table.price_for(provider, model) is not None
