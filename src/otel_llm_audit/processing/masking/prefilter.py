@@ -154,7 +154,11 @@ class Prefilter:
                 patterns.append(trigger.context)
                 context = len(patterns) - 1
             self._by_index[gate] = (position, context, trigger.context_test)
-        self._set = _compile_set(patterns) if use_re2 and patterns else None
+        #: Matches at the end of every text: its absence means RE2 gave up (out of memory for
+        #: its automaton, which it reports as "no match"), and the gates are asked one by one.
+        self._completed = len(patterns)
+        self._set = _compile_set([*patterns, r"\z"]) if use_re2 and patterns else None
+        self._gave_up = 0
 
     @property
     def uses_re2(self) -> bool:
@@ -164,9 +168,14 @@ class Prefilter:
         """The entity types to analyse in ``text`` (see :func:`select`)."""
         if self._set is None:
             return select(self.triggers, text)
-        passed = [position for position, gate in self._asked if gate(text)]
         matched = self._set.Match(text)
-        if matched:
+        if not matched or self._completed not in matched:
+            self._gave_up += 1
+            if self._gave_up == 1:
+                _log.warning("masking pre-filter: RE2 could not finish a text; such texts get the gates one by one")
+            return select(self.triggers, text)
+        passed = [position for position, gate in self._asked if gate(text)]
+        if len(matched) > 1:
             by_index = self._by_index
             for index in matched:
                 found = by_index.get(index)
