@@ -26,6 +26,7 @@ from otel_llm_audit import semconv
 from otel_llm_audit.config import Settings, set_settings
 from otel_llm_audit.emitter.spans import Emitter
 from otel_llm_audit.instrumentation.openai import OpenAIInstrumentor
+from otel_llm_audit.processing.masking import Masker, MaskingPolicy
 from otel_llm_audit.processing.masking_stage import MaskingStage
 from otel_llm_audit.processing.redaction import SpanRedactor, withheld_marker
 from otel_llm_audit.records import ToolExecution
@@ -102,6 +103,9 @@ def test_llm_span_content_is_masked_with_shape_entities_policy_and_pii_event(
     }
     assert event.timestamp == span.end_time
     assert not any(value in _all_text(span) for value in SEEDED)
+    # the emitter's message lists carry their elements to the masking stage; exporters get plain strings
+    assert type(attrs[semconv.GEN_AI_INPUT_MESSAGES]) is str
+    assert type(attrs[semconv.GEN_AI_OUTPUT_MESSAGES]) is str
 
 
 def test_clean_call_says_clean_and_has_no_pii_event(
@@ -115,6 +119,29 @@ def test_clean_call_says_clean_and_has_no_pii_event(
     assert semconv.LLM_AUDIT_REDACTION_ENTITIES not in span.attributes
     assert [e.name for e in span.events] == []
     assert json.loads(span.attributes[semconv.GEN_AI_INPUT_MESSAGES])[0]["parts"][0]["content"] == "Capital of France?"
+    assert type(span.attributes[semconv.GEN_AI_INPUT_MESSAGES]) is str  # unchanged, but a plain string
+
+
+def test_message_lists_reach_the_masking_stage_with_their_elements() -> None:
+    from otel_llm_audit.emitter.content import ContentEncoder, JsonArrayText
+    from otel_llm_audit.records import Message
+
+    messages = [
+        Message("system", [{"type": "text", "content": "Be brief."}]),
+        Message("user", [{"type": "text", "content": "mail a.b@example.com"}], name="ann"),
+    ]
+    plain = ContentEncoder(10_000).messages(messages)
+    carried = ContentEncoder(10_000).messages(messages, with_elements=True)
+    assert type(plain) is str and type(carried) is JsonArrayText
+    assert carried == plain
+    assert [json.loads(e) for e in carried.elements] == json.loads(plain)
+    # a message too long for the limit is cut: then a plain string, as without a masking stage
+    assert type(ContentEncoder(20).messages(messages, with_elements=True)) is str
+    masker = Masker(MaskingPolicy.load())
+    from_elements, from_text = masker.mask_json(carried), Masker(MaskingPolicy.load()).mask_json(plain)
+    assert from_elements == from_text
+    assert type(from_elements.text) is str
+    assert "a.b@example.com" not in from_elements.text and dict(from_elements.entities) == {"EMAIL_ADDRESS": 1}
 
 
 def test_other_instrumentations_spans_events_status_and_listed_keys_are_masked(

@@ -182,10 +182,11 @@ def _content_attributes(record: LLMCall, settings: Settings, attrs: dict[str, At
     if mode is ContentMode.RAW or mode is ContentMode.MASKED:  # masked: the masking stage comes next
         if record.system_instructions:
             attrs[semconv.GEN_AI_SYSTEM_INSTRUCTIONS] = encoder.dumps(record.system_instructions)
+        masked = mode is ContentMode.MASKED
         if record.input_messages:
-            attrs[semconv.GEN_AI_INPUT_MESSAGES] = encoder.messages(record.input_messages)
+            attrs[semconv.GEN_AI_INPUT_MESSAGES] = encoder.messages(record.input_messages, with_elements=masked)
         if record.output_messages:
-            attrs[semconv.GEN_AI_OUTPUT_MESSAGES] = encoder.messages(record.output_messages)
+            attrs[semconv.GEN_AI_OUTPUT_MESSAGES] = encoder.messages(record.output_messages, with_elements=masked)
         if record.tool_definitions:
             attrs[semconv.GEN_AI_TOOL_DEFINITIONS] = encoder.dumps(record.tool_definitions)
         if encoder.truncated:

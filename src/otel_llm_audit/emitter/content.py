@@ -30,9 +30,20 @@ class ContentEncoder:
         self.truncated = False
         self.repaired = False
 
-    def messages(self, messages: Sequence[Message]) -> str:
-        """``gen_ai.input.messages`` / ``gen_ai.output.messages`` JSON."""
-        return self.dumps([m.to_json_obj() for m in messages])
+    def messages(self, messages: Sequence[Message], *, with_elements: bool = False) -> str:
+        """``gen_ai.input.messages`` / ``gen_ai.output.messages`` JSON.
+
+        ``with_elements`` (a masking stage follows): the same text as a :class:`JsonArrayText`
+        that also carries each message's JSON, so the stage masks message by message without
+        parsing the array again. When a text part has to be cut or repaired, a plain string.
+        """
+        if not with_elements:
+            return self.dumps([m.to_json_obj() for m in messages])
+        pieces = [_ENCODE(m.to_json_obj()) for m in messages]
+        text = "[" + ",".join(pieces) + "]"
+        if len(text) > self.max_chars or not _is_utf8(text):
+            return self.dumps([m.to_json_obj() for m in messages])
+        return JsonArrayText.of(text, pieces)
 
     def dumps(self, value: Any) -> str:
         """Compact JSON of ``value`` with text parts bounded and guaranteed UTF-8."""
@@ -69,6 +80,31 @@ class ContentEncoder:
             self.repaired = True
             return text.encode("utf-8", "replace").decode("utf-8")
         return text
+
+
+class JsonArrayText(str):
+    """The text of a JSON array that also carries the text of each element.
+
+    A string in every respect (exporters and processors see the JSON text); ``elements`` is
+    for the masking stage, which would otherwise parse a whole chat history on every call
+    only to find where each message starts. The stage hands a plain ``str`` on.
+    """
+
+    elements: tuple[str, ...]
+
+    @classmethod
+    def of(cls, text: str, elements: Sequence[str]) -> JsonArrayText:
+        out = cls(text)
+        out.elements = tuple(elements)
+        return out
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def canonical_hash(obj: Any) -> str:

@@ -222,7 +222,7 @@ class SpanRedactor:
             if sent:
                 outcome.sent.update(result.entities)
             return result.text
-        return text
+        return text if type(text) is str else result.text  # the emitter's JsonArrayText: a plain copy
 
     # -------------------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ __all__ = ["MaskResult", "Masker"]
 _log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_UNPARSED: Any = object()  # an array element known only by its text (see Masker.mask_json)
 _LANGUAGE = "en"
 _MIN_KEY_BYTES = 16
 _PHONE_TAIL = 8  # an extension such as " ext. 12" starts this close to a phone number
@@ -410,7 +411,12 @@ class Masker:
         history resent on every call costs a digest per message, not a walk over its leaves.
         Only the elements that changed are serialised again; the others keep their text.
         """
-        elements = json_walk.split_array(json_text)
+        pieces = getattr(json_text, "elements", None) if type(json_text) is not str else None
+        if pieces is not None:  # the emitter's message list: its elements' texts come along
+            json_text = str.__str__(json_text)  # a plain copy: the subclass goes no further
+            elements: list[tuple[str, Any]] | None = [(piece, _UNPARSED) for piece in pieces]
+        else:
+            elements = json_walk.split_array(json_text)
         if elements is None:
             document = json_walk.try_parse(json_text)
             if not json_walk.is_json(document):
@@ -434,8 +440,11 @@ class Masker:
         return _result("[" + ",".join(r.text for r in results) + "]", counts)
 
     def _mask_element(self, text: str, value: Any) -> tuple[MaskResult, int]:
-        """One element of a top-level array, from the element cache or masked and remembered."""
-        if type(value) not in (dict, list):  # a string or a number: a leaf of its own
+        """One element of a top-level array, from the element cache or masked and remembered.
+
+        ``value`` is the parsed element, or ``_UNPARSED`` (parsed here only if not cached).
+        """
+        if value is not _UNPARSED and type(value) not in (dict, list):  # a string or number: a leaf
             return self._mask_document(value, text)
         elements = self._elements
         digest = elements.digest(text)
@@ -443,6 +452,8 @@ class Masker:
         if found is not None:
             self._cache.count_hits(found[1])
             return found
+        if value is _UNPARSED:
+            value = json_walk.parse_element(text)
         masked = self._mask_document(value, text)
         elements.put(digest, masked)
         return masked

@@ -22,7 +22,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["collect", "dumps", "is_json", "rebuild", "split_array", "try_parse"]
+__all__ = ["collect", "dumps", "is_json", "parse_element", "rebuild", "split_array", "try_parse"]
 
 _NOT_JSON = object()
 #: ``scan_once(text, index) -> (value, end)``: what ``json.loads`` runs, without its checks
@@ -89,6 +89,11 @@ def split_array(text: str) -> list[tuple[str, Any]] | None:
     if end != len(text) and _skip_space(text, end) != len(text):
         return None
     return elements
+
+
+def parse_element(text: str) -> Any:
+    """One element's value, from its exact text (as :func:`split_array` gives it)."""
+    return json.loads(text)
 
 
 def _skip_space(text: str, start: int) -> int:
