@@ -354,6 +354,70 @@ def test_tool_use_round_trip(client: Any, server: FakeModelServer) -> None:
     assert (declined.stop_reason, declined.content[0].text) == ("end_turn", HELLO)
 
 
+def test_structured_output_answers_json_text(client: Any, server: FakeModelServer) -> None:
+    """``output_config.format`` (what ``messages.parse`` sends) or the older top-level ``output_format``."""
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    json_format = {"type": "json_schema", "schema": schema}
+    answer = '{"answer": "42"}'
+    for extra in ({"output_config": {"format": json_format}}, {"output_format": json_format}):
+        message = client.messages.create(model=MODEL, max_tokens=64, messages=[user("hi")], extra_body=extra)
+        assert (message.stop_reason, [b.text for b in message.content]) == ("end_turn", [answer])
+        assert message.usage.output_tokens == len(answer) // 4 + 1
+        streamed = client.messages.create(
+            model=MODEL, max_tokens=64, messages=[user("hi")], extra_body=extra, stream=True
+        )
+        text = "".join(e.delta.text for e in streamed if e.type == "content_block_delta")
+        assert text == answer
+    # Structured output after a tool result: still JSON; a tool call still comes first.
+    after_tool = [
+        user("Weather?"),
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_fake_1", "name": "get_weather", "input": {}}],
+        },
+        user([{"type": "tool_result", "tool_use_id": "toolu_fake_1", "content": "18C"}]),
+    ]
+    extra = {"output_config": {"format": json_format}}
+    follow_up = client.messages.create(
+        model=MODEL, max_tokens=64, messages=after_tool, tools=[WEATHER_TOOL], extra_body=extra
+    )
+    assert follow_up.content[0].text == answer
+    first = client.messages.create(
+        model=MODEL, max_tokens=64, messages=[user("Weather?")], tools=[WEATHER_TOOL], extra_body=extra
+    )
+    assert first.stop_reason == "tool_use"
+    cut = client.messages.create(model=f"{MODEL}-maxtokens", max_tokens=64, messages=[user("hi")], extra_body=extra)
+    assert (cut.stop_reason, cut.content[0].text) == ("max_tokens", answer[: len(answer) // 2])
+    plain = client.messages.create(
+        model=MODEL, max_tokens=64, messages=[user("hi")], extra_body={"output_config": {"effort": "low"}}
+    )
+    assert plain.content[0].text == HELLO  # output_config without a format: plain text
+
+
+def test_thread_field_is_accepted_and_each_turn_answers_its_own_messages(server: FakeModelServer) -> None:
+    """The 2.x tool runner's message threads: ``create`` with the history, then ``continue`` with the tool result."""
+    first_body = {
+        "model": MODEL,
+        "max_tokens": 64,
+        "messages": [user("Weather?")],
+        "tools": [WEATHER_TOOL],
+        "thread": {"type": "create"},
+    }
+    status, _, raw = post_raw(server, "/v1/messages", first_body)
+    first = json.loads(raw)
+    assert (status, first["stop_reason"]) == (200, "tool_use")
+    second_body = {
+        "model": MODEL,
+        "max_tokens": 64,
+        "messages": [user([{"type": "tool_result", "tool_use_id": "toolu_fake_1", "content": "18C"}])],
+        "thread": {"type": "continue", "previous_message_id": first["id"]},
+    }
+    status, _, raw = post_raw(server, "/v1/messages", second_body)
+    second = json.loads(raw)
+    assert (status, second["stop_reason"], second["content"][0]["text"]) == (200, "end_turn", WEATHER)
+    assert server.requests[-1].body["thread"] == {"type": "continue", "previous_message_id": "msg_fake_1"}
+
+
 def test_tool_use_streams_input_json_deltas(client: Any) -> None:
     events = list(
         client.messages.create(

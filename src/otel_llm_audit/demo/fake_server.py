@@ -56,6 +56,11 @@ the server root; the SDK appends ``/v1/messages``; any query such as
   answers the weather sentence; otherwise the hello sentence, cut at the first
   matching ``stop_sequences`` entry (stop ``stop_sequence``). ``thinking``
   (any type but ``disabled``) adds a ``thinking`` block with a signature first.
+  Structured output (``output_config.format`` or the older top-level
+  ``output_format`` of type ``json_schema``, as ``messages.parse`` sends)
+  answers the text ``{"answer": "42"}`` instead of either sentence. A
+  ``thread`` field (message threads beta, sent by the 2.x tool runner) is
+  accepted and ignored: each request is answered from the messages it carries.
 * Model name conventions (substrings, combinable): ``refuse`` -> stop
   ``refusal`` with a short text; ``-maxtokens`` -> stop ``max_tokens`` with
   the first half of the text (never a tool call); ``-cached`` ->
@@ -340,9 +345,7 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
+        return "".join(part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str))
     return ""
 
 
@@ -852,8 +855,11 @@ def _safety_response(response: JsonDict, events: list[JsonDict], model: str, azu
         filtered = FILTER_COMPLETION_MARKER in model
         response["content_filters"] = [
             {"blocked": False, "source_type": "prompt", "content_filter_results": _azure_prompt_results(model)},
-            {"blocked": filtered, "source_type": "completion",
-             "content_filter_results": _azure_completion_results(model)},
+            {
+                "blocked": filtered,
+                "source_type": "completion",
+                "content_filter_results": _azure_completion_results(model),
+            },
         ]
 
 
@@ -1068,6 +1074,13 @@ def _thinking_requested(body: JsonDict) -> bool:
     return isinstance(thinking, dict) and thinking.get("type") != "disabled"
 
 
+def _json_schema_requested(body: JsonDict) -> bool:
+    """Structured output: ``output_config.format`` (or the older top-level ``output_format``) is a JSON schema."""
+    config = body.get("output_config")
+    formats = (config.get("format") if isinstance(config, dict) else None, body.get("output_format"))
+    return any(isinstance(fmt, dict) and fmt.get("type") == "json_schema" for fmt in formats)
+
+
 def _anthropic_tool(body: JsonDict) -> str | None:
     """The tool the fake will call: ``tool_choice``'s named tool, else the first tool.
 
@@ -1119,7 +1132,7 @@ def _plan_message(body: JsonDict, messages: list[JsonDict]) -> _MessagePlan:
     if tool is not None and not after_tool and not truncated and last.get("role") == "user":
         blocks.append({"type": "tool_use", "id": TOOL_USE_ID, "name": tool, "input": dict(TOOL_INPUT)})
         return _MessagePlan(content=tuple(blocks), stop_reason="tool_use")
-    text = WEATHER_ANSWER if after_tool else HELLO_ANSWER
+    text = _text_answer(after_tool, _json_schema_requested(body))
     if truncated:
         blocks.append({"type": "text", "text": text[: len(text) // 2]})
         return _MessagePlan(content=tuple(blocks), stop_reason="max_tokens")
@@ -1875,6 +1888,8 @@ def _cohere_answer(raw: Any, model: str, count: int | None, ident: str) -> _Nati
         {"event_type": "stream-end", "is_finished": True, "finish_reason": reason, "response": body},
     ]
     return _NativeAnswer(body, in_tokens, out_tokens, chunks, 1)
+
+
 # --------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------

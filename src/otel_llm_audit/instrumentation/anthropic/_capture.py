@@ -71,7 +71,10 @@ def snapshot_body(json_data: Any, extra_json: Any = None) -> dict[str, Any]:
 
 def request_params(body: Mapping[str, Any]) -> RequestParams:
     output_config = body.get("output_config")
-    fmt = get(output_config, "format")
+    # Structured output (``messages.parse``): ``output_config.format``, or the top-level
+    # ``output_format`` that the structured-outputs beta took before it moved into ``output_config``.
+    formats = (get(output_config, "format"), body.get("output_format"))
+    json_output = any(fmt is not None and get(fmt, "type") == "json_schema" for fmt in formats)
     return RequestParams(
         max_tokens=as_int(body.get("max_tokens")),
         temperature=as_float(body.get("temperature")),
@@ -79,9 +82,21 @@ def request_params(body: Mapping[str, Any]) -> RequestParams:
         top_k=as_int(body.get("top_k")),
         stop_sequences=as_str_list(body.get("stop_sequences")),
         reasoning_level=as_str(get(output_config, "effort")),
-        output_type="json" if fmt is not None and get(fmt, "type") == "json_schema" else None,
+        output_type="json" if json_output else None,
+        previous_response_id=_continued_from(body.get("thread")),
         service_tier=as_str(body.get("service_tier")),
     )
+
+
+def _continued_from(thread: Any) -> str | None:
+    """The reply a message-threads turn continues from (``thread: {type: continue, previous_message_id}``).
+
+    Such a turn (the 2.x tool runner's default) sends only the messages the server lacks; the
+    earlier ones, with the tool call being answered, are in the span of the reply it names.
+    """
+    if get(thread, "type") != "continue":
+        return None
+    return as_str(get(thread, "previous_message_id"))
 
 
 def content_part(block: Any) -> Part:

@@ -77,7 +77,27 @@ class AnthropicAdapter:
         call = emitter.start_llm_call(record)
         if call is not None:
             call.state = state
+            _observe_post_parser(options, state)
         return call
+
+
+def _observe_post_parser(options: Any, state: _capture.AnthropicCallState) -> None:
+    """``messages.parse``: keep the ``Message`` the SDK is about to parse into the caller's type.
+
+    The SDK's ``post_parser`` runs inside ``request``. When the model's JSON does not fit the
+    ``output_format`` (a reply cut by ``max_tokens``, say) it raises, and the call would be
+    recorded with the error but without what the model said or the tokens it used. The parser
+    stays the SDK's own: its result or its exception reaches the caller untouched.
+    """
+    parser = getattr(options, "post_parser", None)
+    if not callable(parser):  # NotGiven for every call but parse
+        return
+
+    def post_parser(response: Any) -> Any:
+        state.response = response
+        return parser(response)
+
+    options.post_parser = post_parser
 
 
 #: The wrappers the instrumentor installs; ``WRAPPER.emitter`` is the emitter in force.
