@@ -120,8 +120,11 @@ class SpanRedactor:
     def _rewrite(self, span: ReadableSpan, outcome: _Outcome) -> ReadableSpan:
         attrs = span.attributes or {}
         new_attrs: dict[str, Any] | None = None
+        formats = self._span_formats
         for key, value in attrs.items():
-            fmt = self._span_format(key)
+            fmt = formats.get(key, _UNKNOWN)  # most keys are known and carry no content
+            if fmt is _UNKNOWN:
+                fmt = self._span_format(key)
             if fmt is None:
                 continue
             new = self._value(value, fmt, outcome, self._is_sent(key))

@@ -119,15 +119,19 @@ class _Cache(Generic[_T]):
         state.update(text.encode("utf-8", "surrogatepass"))
         return state.digest()[:16]
 
-    def get(self, digest: bytes) -> _T | None:
+    def find(self, text: str) -> tuple[bytes, _T | None]:
+        """``text``'s digest and what is cached for it (``None``: a miss); hit or miss is counted."""
+        state = self._salted.copy()
+        state.update(text.encode("utf-8", "surrogatepass"))
+        digest = state.digest()[:16]
         with self._lock:
             found = self._data.get(digest)
             if found is None:
                 self.misses += 1
-                return None
-            self.hits += 1
-            self._data.move_to_end(digest)
-            return found
+            else:
+                self.hits += 1
+                self._data.move_to_end(digest)
+        return digest, found
 
     def count_hits(self, n: int) -> None:
         with self._lock:
@@ -361,8 +365,7 @@ class Masker:
         if short and (context_key, text) in self._clean_short:
             self._cache.hits += 1  # unlocked: a statistic, not a decision
             return MaskResult(text)
-        digest = self._cache.digest(text if context_key is None else f"{context_key}\x00{text}")
-        found = self._cache.get(digest)
+        digest, found = self._cache.find(text if context_key is None else f"{context_key}\x00{text}")
         if found is not None:
             return found
         result = self._mask_uncached(text, context_key)
@@ -423,20 +426,22 @@ class Masker:
                 return self.mask_text(json_text)
             return self._mask_document(document, json_text)[0]
         results: list[MaskResult] = []
-        counts: Counter[str] = Counter()
         seen: dict[str, tuple[MaskResult, int]] = {}
+        masked = False
+        mask_element = self._mask_element
         for text, value in elements:
             found = seen.get(text)
             if found is None:
-                result, leaves = seen[text] = self._mask_element(text, value)
+                found = seen[text] = mask_element(text, value)
             else:
-                result, leaves = found
-                self._cache.count_hits(leaves)
-            results.append(result)
-            if result.entities:
-                counts.update(result.entities)
-        if not counts:
+                self._cache.hits += found[1]  # unlocked: a statistic, not a decision
+            results.append(found[0])
+            masked = masked or bool(found[0].entities)
+        if not masked:
             return MaskResult(json_text)
+        counts: Counter[str] = Counter()
+        for result in results:
+            counts.update(result.entities)
         return _result("[" + ",".join(r.text for r in results) + "]", counts)
 
     def _mask_element(self, text: str, value: Any) -> tuple[MaskResult, int]:
@@ -447,10 +452,9 @@ class Masker:
         if value is not _UNPARSED and type(value) not in (dict, list):  # a string or number: a leaf
             return self._mask_document(value, text)
         elements = self._elements
-        digest = elements.digest(text)
-        found = elements.get(digest)
+        digest, found = elements.find(text)
         if found is not None:
-            self._cache.count_hits(found[1])
+            self._cache.hits += found[1]  # unlocked: a statistic, not a decision
             return found
         if value is _UNPARSED:
             value = json_walk.parse_element(text)
