@@ -234,6 +234,22 @@ def test_azure_blocked_prompt_is_an_error_span_with_its_event(audit: Any, azure:
     assert span.attributes[semconv.LLM_AUDIT_AUDIT_RECORD] is True
 
 
+@STREAM
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_openai_invalid_prompt_is_an_error_span_with_its_event(audit: Any, client: Any, stream: bool, api: str) -> None:
+    call = _chat if api == "chat" else _responses
+    with pytest.raises(openai.BadRequestError) as raised:
+        call(client, "o4-mini-invalid-prompt", stream)
+    assert raised.value.code == "invalid_prompt"
+    span = audit.only_llm_span()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes[semconv.ERROR_TYPE] == "openai.BadRequestError"
+    assert [e.name for e in span.events] == ["exception", semconv.EVENT_LLM_AUDIT_POLICY]
+    details = {"scope": "prompt", "code": "invalid_prompt"}
+    assert policy_events(span) == [policy("content_filter", "blocked", OPENAI, "error", details)]
+    assert span.attributes[semconv.LLM_AUDIT_AUDIT_RECORD] is True
+
+
 def test_other_errors_are_no_policy_event(audit: Any, azure: Any) -> None:
     with pytest.raises(openai.BadRequestError):
         _chat(azure, "error-400", stream=False)

@@ -27,7 +27,9 @@ Scripting rules (all driven by the request, nothing random):
   ``content_filter`` (Responses: status ``incomplete``, reason
   ``content_filter``); ``filter-prompt`` -> Azure's 400 ``content_filter``
   error (chat: ``innererror.content_filter_result``; Responses:
-  ``content_filters``), with violence (medium) and a jailbreak filtered.
+  ``content_filters``), with violence (medium) and a jailbreak filtered;
+  ``invalid-prompt`` -> OpenAI's own 400 ``invalid_prompt`` (a prompt its usage
+  policies block, as reasoning models answer it).
 * Azure OpenAI (``openai.AzureOpenAI(azure_endpoint=<server root>)``):
   ``POST /openai/deployments/{deployment}/chat/completions`` and
   ``POST /openai/responses`` (any ``api-version``) answer as above, plus
@@ -720,6 +722,12 @@ def _response_events(response: JsonDict, pieces: list[str]) -> list[JsonDict]:
 FILTER_COMPLETION_MARKER = "filter-completion"
 FILTER_PROMPT_MARKER = "filter-prompt"
 FLAG_PROMPT_MARKER = "flag-prompt"
+#: OpenAI's own 400 for a prompt its usage policies block (reasoning models): code ``invalid_prompt``.
+INVALID_PROMPT_MARKER = "invalid-prompt"
+INVALID_PROMPT_MESSAGE = (
+    "Invalid prompt: your prompt was flagged as potentially violating our usage policy. "
+    "Please try again with a different prompt: https://platform.openai.com/docs/guides/reasoning#advice-on-prompting"
+)
 #: The message of Azure's 400 ``content_filter`` error.
 AZURE_CONTENT_FILTER_MESSAGE = (
     "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. "
@@ -783,6 +791,12 @@ def _content_filter_error(responses_api: bool) -> JsonDict:
         error.update(type=None, status=400)
         error["innererror"] = {"code": "ResponsibleAIPolicyViolation", "content_filter_result": results}
     return {"error": error}
+
+
+def _invalid_prompt_error() -> JsonDict:
+    """OpenAI's 400 for a prompt its usage policies block (as reasoning models answer it)."""
+    error = {"message": INVALID_PROMPT_MESSAGE, "type": "invalid_request_error", "param": None}
+    return {"error": {**error, "code": "invalid_prompt"}}
 
 
 def _safety_chat_completion(completion: JsonDict, model: str, azure: bool) -> None:
@@ -2368,6 +2382,9 @@ class _Handler(BaseHTTPRequestHandler):
         if FILTER_PROMPT_MARKER in model:
             self._send_json(400, _content_filter_error(responses_api=False))
             return
+        if INVALID_PROMPT_MARKER in model:
+            self._send_json(400, _invalid_prompt_error())
+            return
         answer = _safety_answer(model, _plan_chat_answer(body, messages))
         n = _choice_count(body)
         usage = _count_usage([_text_of(m.get("content")) for m in messages], answer, n)
@@ -2391,6 +2408,9 @@ class _Handler(BaseHTTPRequestHandler):
         model = body["model"]
         if FILTER_PROMPT_MARKER in model:
             self._send_json(400, _content_filter_error(responses_api=True))
+            return
+        if INVALID_PROMPT_MARKER in model:
+            self._send_json(400, _invalid_prompt_error())
             return
         answer = _safety_answer(model, _plan_responses_answer(body, items))
         usage = _count_usage(_responses_prompt_texts(body, items), answer)

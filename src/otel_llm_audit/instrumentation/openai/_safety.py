@@ -200,11 +200,18 @@ def content_filters_events(record: LLMCall, items: Any, name: str, code: str | N
     return emitted
 
 
-def error_policy_events(record: LLMCall) -> None:
-    """Azure's 400 ``content_filter`` error: the request was blocked; the span stays an error span.
+#: OpenAI's own error codes for a request its usage policies blocked: ``invalid_prompt`` (a
+#: prompt flagged as potentially violating the usage policy, as reasoning models answer it) and
+#: ``moderation_blocked`` (image generation's safety system).
+_OPENAI_BLOCK_CODES = frozenset({"invalid_prompt", "moderation_blocked"})
 
-    The SDK's exception keeps the error object as ``.body`` (chat: ``innererror.content_filter_result``;
-    the Responses API: ``content_filters``).
+
+def error_policy_events(record: LLMCall) -> None:
+    """A 400 that says the request was blocked by a policy; the span stays an error span.
+
+    Azure's ``content_filter`` error keeps its filter results in the SDK exception's ``.body``
+    (chat: ``innererror.content_filter_result``; the Responses API: ``content_filters``).
+    OpenAI's ``invalid_prompt`` / ``moderation_blocked`` say only that it was blocked.
     """
     error = record.error
     exc = error.exception if error is not None else None
@@ -217,6 +224,9 @@ def error_policy_events(record: LLMCall) -> None:
         return
     inner = _plain(body.get("innererror"))
     code = _str(body.get("code")) or _str(getattr(exc, "code", None))
+    if code in _OPENAI_BLOCK_CODES:
+        record.policy_events.append(_filter_event(record, "error", {}, {"scope": "prompt", "code": code}, blocked=True))
+        return
     inner_code = _str(_get(inner, "code"))
     if code != "content_filter" and inner_code != "ResponsibleAIPolicyViolation":
         return
