@@ -239,6 +239,21 @@ def test_throttling_is_an_error_span_and_the_client_error_is_untouched(audit: An
     assert span.attributes[semconv.ERROR_TYPE] == "botocore.errorfactory.ThrottlingException"  # the modelled code
 
 
+def test_traceparent_goes_out_after_signing(audit: Any, client: Any, fake_server: FakeModelServer) -> None:
+    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": USER}
+    client.invoke_model(modelId=CLAUDE, body=json.dumps(body))
+    span = _only(audit)
+    (request,) = fake_server.requests
+    context = span.get_span_context()
+    assert request.headers["traceparent"] == f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
+    signed = request.headers["authorization"].split("SignedHeaders=", 1)[1].split(",", 1)[0].split(";")
+    assert "traceparent" not in signed and "host" in signed  # not signed: a later rewrite cannot break SigV4
+    fake_server.clear()
+    client.invoke_model(modelId=CLAUDE, body=json.dumps(body))  # the handler is registered once per client
+    (again,) = fake_server.requests
+    assert again.headers["traceparent"] != request.headers["traceparent"]
+
+
 def test_other_aws_calls_are_not_recorded(audit: Any) -> None:
     from botocore.stub import Stubber
 

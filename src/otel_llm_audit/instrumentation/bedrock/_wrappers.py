@@ -9,11 +9,17 @@ every other AWS service passes through after one dictionary lookup.
 Results reach the caller as botocore returns them, with two transparent substitutions: a
 response stream behind a proxy that ends the span exactly once, and an ``InvokeModel``
 body, read here, handed back as a fresh ``StreamingBody`` over the same bytes.
+
+``traceparent`` (and baggage, per the configured propagators) goes out with the model call,
+added by a ``before-send`` handler, that is after botocore has signed the request: the header
+is not part of the SigV4 signature, so an HTTP instrumentation that rewrites it later cannot
+break the signature, and AWS ignores headers that are not signed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import weakref
 from collections.abc import Callable
@@ -21,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from otel_llm_audit import _guard
@@ -47,6 +53,33 @@ class _Active:
 ACTIVE = _Active()
 
 _servers: weakref.WeakKeyDictionary[Any, tuple[str | None, int | None]] = weakref.WeakKeyDictionary()
+
+#: The context of the audited model call being sent on this thread or task, for the
+#: ``before-send`` handler; unset for every other AWS call.
+_SENDING: contextvars.ContextVar[Any] = contextvars.ContextVar("otel_llm_audit_bedrock_sending", default=None)
+_HANDLER_ID = "otel-llm-audit-traceparent"
+_with_handler: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _inject_trace_headers(request: Any = None, **_: Any) -> None:
+    """botocore ``before-send``: the audited call's ``traceparent``, after signing (see module doc)."""
+    ctx = _SENDING.get()
+    if ctx is None or request is None:
+        return
+    try:
+        propagate.inject(request.headers, context=ctx)
+    except Exception as err:
+        _guard.report_internal_error("bedrock.propagate", err)
+
+
+def _ensure_handler(client: Any) -> None:
+    try:
+        if client in _with_handler:
+            return
+        client.meta.events.register("before-send.bedrock-runtime", _inject_trace_headers, unique_id=_HANDLER_ID)
+        _with_handler.add(client)
+    except Exception as err:  # no traceparent for this client; the call is still recorded
+        _guard.report_internal_error("bedrock.propagate", err)
 
 
 def _server_of(client: Any) -> tuple[str | None, int | None]:
@@ -155,13 +188,18 @@ def make_wrapper() -> Callable[..., Any]:
             call = None
         if call is None:
             return wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(call.span))
+        _ensure_handler(instance)
+        ctx = trace.set_span_in_context(call.span)
+        token = otel_context.attach(ctx)
+        sending = _SENDING.set(ctx)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
+            _SENDING.reset(sending)
             otel_context.detach(token)
             call.end(exc)
             raise
+        _SENDING.reset(sending)
         otel_context.detach(token)
         return _finish(call, result)
 
