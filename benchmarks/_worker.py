@@ -62,9 +62,8 @@ SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
     "openinference": ("openinference.instrumentation.openai",),
 }
 
-VERSION_DISTS = (
-    "openai",
-    "httpx2",
+#: Distributions whose versions every configuration records, besides its SDK's and its peer's.
+COMMON_DISTS = (
     "httpx",
     "pydantic",
     "pydantic-core",
@@ -73,6 +72,12 @@ VERSION_DISTS = (
     "opentelemetry-instrumentation",
     "wrapt",
     "otel-llm-audit",
+)
+
+VERSION_DISTS = (
+    "openai",
+    "httpx2",
+    *COMMON_DISTS,
     "opentelemetry-instrumentation-openai-v2",
     "opentelemetry-util-genai",
     "opentelemetry-instrumentation-openai",
@@ -199,6 +204,33 @@ def _sdk_providers(setup: Setup) -> tuple[Any, Any]:
     return tracer_provider, meter_provider
 
 
+def configure_llm_audit(setup: Setup, instrument: Callable[[], None]) -> Setup:
+    """This package's pipeline (content raw, or masked for ``llm_audit_masked``), then ``instrument()``."""
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    import otel_llm_audit
+    from otel_llm_audit.processing.pipeline import AuditSpanProcessor
+
+    span_exporter, metric_exporter = _make_exporters()
+    pipeline = otel_llm_audit.configure(
+        content="masked" if setup.name == "llm_audit_masked" else "raw",
+        span_exporters=[span_exporter],
+        metric_readers=[PeriodicExportingMetricReader(metric_exporter, export_interval_millis=60_000)],
+        instrument=False,
+        http_spans=False,
+    )
+    if pipeline.masking is not None and not pipeline.masking.wait_ready(120):
+        raise RuntimeError("the masker did not start")
+    instrument()
+    setup.span_exporter, setup.metric_exporter = span_exporter, metric_exporter
+    setup.flush = lambda: pipeline.force_flush(60_000)
+    setup.shutdown = pipeline.shutdown
+    setup.details["otel_llm_audit_file"] = otel_llm_audit.__file__
+    processors = getattr(pipeline.tracer_provider._active_span_processor, "_span_processors", ())
+    setup.audit_processor = next((p for p in processors if isinstance(p, AuditSpanProcessor)), None)
+    return setup
+
+
 def configure(name: str) -> Setup:
     for key, value in CONFIG_ENV[name].items():
         os.environ.setdefault(key, value)
@@ -206,31 +238,9 @@ def configure(name: str) -> Setup:
     if name == "none":
         return setup
     if name in ("llm_audit", "llm_audit_masked"):
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-        import otel_llm_audit
         from otel_llm_audit.instrumentation.openai import OpenAIInstrumentor as AuditInstrumentor
 
-        span_exporter, metric_exporter = _make_exporters()
-        pipeline = otel_llm_audit.configure(
-            content="masked" if name == "llm_audit_masked" else "raw",
-            span_exporters=[span_exporter],
-            metric_readers=[PeriodicExportingMetricReader(metric_exporter, export_interval_millis=60_000)],
-            instrument=False,
-            http_spans=False,
-        )
-        if pipeline.masking is not None and not pipeline.masking.wait_ready(120):
-            raise RuntimeError("the masker did not start")
-        AuditInstrumentor().instrument()
-        setup.span_exporter, setup.metric_exporter = span_exporter, metric_exporter
-        setup.flush = lambda: pipeline.force_flush(60_000)
-        setup.shutdown = pipeline.shutdown
-        setup.details["otel_llm_audit_file"] = otel_llm_audit.__file__
-        from otel_llm_audit.processing.pipeline import AuditSpanProcessor
-
-        processors = getattr(pipeline.tracer_provider._active_span_processor, "_span_processors", ())
-        setup.audit_processor = next((p for p in processors if isinstance(p, AuditSpanProcessor)), None)
-        return setup
+        return configure_llm_audit(setup, lambda: AuditInstrumentor().instrument())
     tracer_provider, meter_provider = _sdk_providers(setup)
     if name == "openai_v2":
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor as V2Instrumentor

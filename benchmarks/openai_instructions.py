@@ -210,16 +210,23 @@ def child_env(config: str, src: Path | None) -> dict[str, str]:
     return env
 
 
-def resolve_pythons(configs: list[str], venvs: Path, core_python: str | None) -> tuple[dict[str, str], list[str]]:
+def resolve_pythons(
+    configs: list[str],
+    venvs: Path,
+    core_python: str | None,
+    venv_of: dict[str, str] = VENV_OF,
+    peers: tuple[str, ...] = PEERS,
+) -> tuple[dict[str, str], list[str]]:
+    """Peers run in their venv (skipped without one); the others in the llm_audit venv or ``--core-python``."""
     pythons: dict[str, str] = {}
     notes: list[str] = []
     for config in configs:
-        venv_python = venvs / VENV_OF[config] / "bin" / "python"
-        if config in PEERS:
+        venv_python = venvs / venv_of[config] / "bin" / "python"
+        if config in peers:
             if venv_python.exists():
                 pythons[config] = str(venv_python)
             else:
-                notes.append(f"skipping {config}: no {venv_python} (bash benchmarks/setup_envs.sh {config})")
+                notes.append(f"skipping {config}: no {venv_python} (bash benchmarks/setup_envs.sh {venv_of[config]})")
         elif core_python:
             pythons[config] = core_python
         elif venv_python.exists():
@@ -373,7 +380,14 @@ class Runner:
 # Summary and report
 
 
-def summarize(results: dict[str, dict[str, Any]], calib: dict[str, Any], scenarios: list[str]) -> dict[str, Any]:
+def summarize(
+    results: dict[str, dict[str, Any]],
+    calib: dict[str, Any],
+    scenarios: list[str],
+    stream: str = "stream",
+    chunk_base: str = "chat_text",
+) -> dict[str, Any]:
+    """Per-call counts over ``none`` per configuration and scenario; per chunk = (stream - chunk_base) / chunks."""
     base = results.get("none", {})
     ipus: dict[str, float] = {}
     for sc in scenarios:
@@ -411,9 +425,9 @@ def summarize(results: dict[str, dict[str, Any]], calib: dict[str, Any], scenari
                 row["all_over_none_us"] = row["all_over_none"] / rate
                 row["ratio_all"] = mine["all"] / b["all"]
             entry[sc] = row
-        s, c = entry.get("stream", {}), entry.get("chat_text", {})
+        s, c = entry.get(stream, {}), entry.get(chunk_base, {})
         if "all_over_none" in s and "all_over_none" in c:
-            rate = ipus.get("stream", pooled)
+            rate = ipus.get(stream, pooled)
             k = _mock.STREAM_TOTAL_CHUNKS
             entry["per_chunk"] = {
                 "caller": (s["caller_over_none"] - c["caller_over_none"]) / k,
@@ -429,22 +443,16 @@ def _k(v: float) -> str:
     return f"{v / 1e3:+,.0f}"
 
 
-def markdown(summary: dict[str, Any], configs: list[str], scenarios: list[str], meta: dict[str, Any]) -> str:
-    shown = [c for c in configs if c != "none" and c in summary["configs"]]
+def cost_rows(
+    summary: dict[str, Any], shown: list[str], scenarios: list[str], scenario_labels: dict[str, str]
+) -> list[str]:
+    """The main table's rows: per scenario, each configuration's K instructions and us over ``none``."""
     base = summary["configs"].get("none", {})
     ipus = summary["instructions_per_us"]
-    lines = [
-        f"Instructions added per call (callgrind; difference of {meta['calls']}- and {2 * meta['calls']}-call "
-        f"processes, streams {meta['stream_calls']} / {2 * meta['stream_calls']}; {meta['machine']}; "
-        f"{meta['date']}). Cell: **K instructions on the caller's thread / on all threads** over the "
-        "uninstrumented SDK, then the same in approximate microseconds.",
-        "",
-        "| scenario (uninstrumented per call) | " + " | ".join(LABELS[c] for c in shown) + " |",
-        "|---|" + "---|" * len(shown),
-    ]
+    lines = []
     for sc in scenarios:
         b = base.get(sc, {})
-        label = SCENARIO_LABELS[sc]
+        label = scenario_labels[sc]
         if b.get("ok"):
             label += f" ({b['all'] / 1e3:,.0f} K, ~{b['all'] / ipus.get(sc, float('nan')):.0f} us)"
         cells = []
@@ -460,54 +468,106 @@ def markdown(summary: dict[str, Any], configs: list[str], scenarios: list[str], 
                     f"(~{row['caller_over_none_us']:+.0f} / {row['all_over_none_us']:+.0f} us)"
                 )
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if "stream" in scenarios and "chat_text" in scenarios:
-        cells = []
-        for c in shown:
-            pc = summary["configs"][c].get("per_chunk")
-            cells.append(
-                "-"
-                if not pc
-                else f"{pc['caller'] / 1e3:+.1f} K / {pc['all'] / 1e3:+.1f} K "
-                f"(~{pc['caller_us']:+.1f} / {pc['all_us']:+.1f} us)"
-            )
-        lines.append(
-            f"| per streamed chunk: (stream - chat) / {_mock.STREAM_TOTAL_CHUNKS} | " + " | ".join(cells) + " |"
+    return lines
+
+
+def per_chunk_row(summary: dict[str, Any], shown: list[str], label: str) -> str:
+    cells = []
+    for c in shown:
+        pc = summary["configs"][c].get("per_chunk")
+        cells.append(
+            "-"
+            if not pc
+            else f"{pc['caller'] / 1e3:+.1f} K / {pc['all'] / 1e3:+.1f} K "
+            f"(~{pc['caller_us']:+.1f} / {pc['all_us']:+.1f} us)"
         )
-    everyone = [c for c in configs if c in summary["configs"]]
-    lines += [
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def absolute_table(
+    summary: dict[str, Any],
+    everyone: list[str],
+    scenarios: list[str],
+    labels: dict[str, str],
+    scenario_labels: dict[str, str],
+    threads: str,
+) -> list[str]:
+    lines = [
         "",
-        "Absolute instructions per call, K, caller's thread + background threads (completion, batch "
-        "export, metrics; the final flush included):",
+        f"Absolute instructions per call, K, caller's thread + background threads ({threads}; the final "
+        "flush included):",
         "",
-        "| scenario | " + " | ".join(LABELS[c] for c in everyone) + " |",
+        "| scenario | " + " | ".join(labels[c] for c in everyone) + " |",
         "|---|" + "---|" * len(everyone),
     ]
     for sc in scenarios:
         cells = []
         for c in everyone:
             row = summary["configs"][c].get(sc, {})
-            cells.append(
-                f"{row['caller'] / 1e3:,.0f} {row['background'] / 1e3:+,.0f}" if row.get("ok") else "FAILED"
-            )
-        lines.append(f"| {SCENARIO_LABELS[sc]} | " + " | ".join(cells) + " |")
-    rates = ", ".join(f"{sc} {v:,.0f}" for sc, v in ipus.items())
-    lines += [
-        "",
+            cells.append(f"{row['caller'] / 1e3:,.0f} {row['background'] / 1e3:+,.0f}" if row.get("ok") else "FAILED")
+        lines.append(f"| {scenario_labels[sc]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def rates_sentence(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    rates = ", ".join(f"{sc} {v:,.0f}" for sc, v in summary["instructions_per_us"].items())
+    return (
         f"Microseconds = instructions / instructions-per-us of the uninstrumented SDK on this machine, "
         f"per scenario ({rates} instructions/us: callgrind count per `none` call over its native "
-        f"thread-CPU time per call, fastest of {meta['calibration_blocks']} blocks of N calls). Instrumentation code "
-        "may run at a different rate, so the us column is approximate; the instruction counts are the "
-        "measurement. They are user-space instructions only: time in the kernel (system calls) and "
-        "memory stalls are not in them.",
-    ]
+        f"thread-CPU time per call, fastest of {meta['calibration_blocks']} blocks of N calls)."
+    )
+
+
+def caveat_lines(summary: dict[str, Any], everyone: list[str], labels: dict[str, str]) -> list[str]:
     notes = [
-        f"{LABELS[c]} / {sc}: {row['note']}"
+        f"{labels[c]} / {sc}: {row['note']}"
         for c in everyone
         for sc, row in summary["configs"][c].items()
         if isinstance(row, dict) and row.get("note")
     ]
-    if notes:
-        lines += ["", "Caveats: " + "; ".join(notes) + "."]
+    return ["", "Caveats: " + "; ".join(notes) + "."] if notes else []
+
+
+def repeat_lines(meta: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    lines = []
+    for rep in meta.get("repeats") or []:
+        if rep.get("ok"):
+            lines += [
+                "",
+                f"Repeatability, {labels[rep['config']]} / {rep['scenario']} run again: caller "
+                f"{rep['first_caller'] / 1e3:,.1f} K vs {rep['second_caller'] / 1e3:,.1f} K per call "
+                f"({rep['caller_diff_pct']:+.2f}%), all threads {rep['first_all'] / 1e3:,.1f} K vs "
+                f"{rep['second_all'] / 1e3:,.1f} K ({rep['all_diff_pct']:+.2f}%).",
+            ]
+    return lines
+
+
+def markdown(summary: dict[str, Any], configs: list[str], scenarios: list[str], meta: dict[str, Any]) -> str:
+    shown = [c for c in configs if c != "none" and c in summary["configs"]]
+    lines = [
+        f"Instructions added per call (callgrind; difference of {meta['calls']}- and {2 * meta['calls']}-call "
+        f"processes, streams {meta['stream_calls']} / {2 * meta['stream_calls']}; {meta['machine']}; "
+        f"{meta['date']}). Cell: **K instructions on the caller's thread / on all threads** over the "
+        "uninstrumented SDK, then the same in approximate microseconds.",
+        "",
+        "| scenario (uninstrumented per call) | " + " | ".join(LABELS[c] for c in shown) + " |",
+        "|---|" + "---|" * len(shown),
+    ]
+    lines += cost_rows(summary, shown, scenarios, SCENARIO_LABELS)
+    if "stream" in scenarios and "chat_text" in scenarios:
+        lines.append(
+            per_chunk_row(summary, shown, f"per streamed chunk: (stream - chat) / {_mock.STREAM_TOTAL_CHUNKS}")
+        )
+    everyone = [c for c in configs if c in summary["configs"]]
+    lines += absolute_table(summary, everyone, scenarios, LABELS, SCENARIO_LABELS, "completion, batch export, metrics")
+    lines += [
+        "",
+        rates_sentence(summary, meta) + " Instrumentation code "
+        "may run at a different rate, so the us column is approximate; the instruction counts are the "
+        "measurement. They are user-space instructions only: time in the kernel (system calls) and "
+        "memory stalls are not in them.",
+    ]
+    lines += caveat_lines(summary, everyone, LABELS)
     ours = summary["configs"].get("llm_audit", {})
     backlog = [
         f"{sc} {bl['2n']} of {2 * bl['calls']}"
@@ -520,37 +580,37 @@ def markdown(summary: dict[str, Any], configs: list[str], scenarios: list[str], 
             "otel-llm-audit's completion backlog when the calls of the 2N run ended (completed during the "
             "counted flush): " + ", ".join(backlog) + ".",
         ]
-    reps = meta.get("repeats") or []
-    for rep in reps:
-        if rep.get("ok"):
-            lines += [
-                "",
-                f"Repeatability, {LABELS[rep['config']]} / {rep['scenario']} run again: caller "
-                f"{rep['first_caller'] / 1e3:,.1f} K vs {rep['second_caller'] / 1e3:,.1f} K per call "
-                f"({rep['caller_diff_pct']:+.2f}%), all threads {rep['first_all'] / 1e3:,.1f} K vs "
-                f"{rep['second_all'] / 1e3:,.1f} K ({rep['all_diff_pct']:+.2f}%).",
-            ]
+    lines += repeat_lines(meta, LABELS)
     lines += ["", f"Command: `{meta['command']}`", ""]
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", default=",".join(CONFIGS))
-    p.add_argument("--scenarios", default=",".join(_mock.SCENARIOS))
+#: --quick: a smoke run, numbers meaning little, nothing written unless --out-dir is given.
+QUICK = {"calls": 20, "stream_calls": 10, "warmup": 10, "stream_warmup": 5, "calibration_blocks": 3, "repeat": ""}
+
+
+def make_parser(description: str, configs: tuple[str, ...], scenarios: tuple[str, ...], repeat: str):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--configs", default=",".join(configs))
+    p.add_argument("--scenarios", default=",".join(scenarios))
     p.add_argument("--calls", type=int, default=100, help="N for non-streaming scenarios (runs N and 2N)")
     p.add_argument("--stream-calls", type=int, default=40, help="N for the stream (runs N and 2N)")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--stream-warmup", type=int, default=15)
     p.add_argument(
         "--repeat",
-        default="llm_audit:chat_text",
+        default=repeat,
         help="config:scenario pairs to run a second time, to check that counts repeat ('' for none)",
     )
     p.add_argument("--calibration-blocks", type=int, default=15, help="native blocks of N calls for instr/us")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {QUICK['calls']}/{QUICK['stream_calls']} calls, no repeat, writes nothing unless --out-dir",
+    )
     p.add_argument("--venvs", type=Path, default=DEFAULT_VENVS)
     p.add_argument("--core-python", default=None)
-    p.add_argument("--out-dir", type=Path, default=HERE / "results")
+    p.add_argument("--out-dir", type=Path, default=None, help="default benchmarks/results (none with --quick)")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--live-src", action="store_true")
     p.add_argument("--keep-files", action="store_true", help="keep the callgrind.out files (in a temp dir)")
@@ -563,20 +623,154 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--blocks", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--marker-lib", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
+
+
+def finish_args(
+    p: argparse.ArgumentParser, args: argparse.Namespace, configs: tuple[str, ...], scenarios: tuple[str, ...]
+) -> argparse.Namespace:
     if args.worker:
         return args
+    if args.quick:
+        for key, value in QUICK.items():
+            if getattr(args, key) == p.get_default(key):
+                setattr(args, key, value)
+        if args.out_dir is None:
+            args.no_write = True
+    if args.out_dir is None:
+        args.out_dir = HERE / "results"
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    unknown = [c for c in args.configs if c not in CONFIGS]
+    unknown = [c for c in args.configs if c not in configs]
     if unknown:
-        p.error(f"unknown configurations {unknown}")
+        p.error(f"unknown configurations {unknown} (known: {', '.join(configs)})")
     if "none" not in args.configs:
         args.configs.insert(0, "none")
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    if any(s not in _mock.SCENARIOS for s in args.scenarios):
-        p.error(f"scenarios are {', '.join(_mock.SCENARIOS)}")
+    if any(s not in scenarios for s in args.scenarios):
+        p.error(f"scenarios are {', '.join(scenarios)}")
     args.repeat = [tuple(r.split(":", 1)) for r in args.repeat.split(",") if ":" in r]
     return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = make_parser(__doc__.splitlines()[0], CONFIGS, _mock.SCENARIOS, "llm_audit:chat_text")
+    return finish_args(p, p.parse_args(argv), CONFIGS, _mock.SCENARIOS)
+
+
+def repeat_pair(runner: Runner, first: dict[str, Any] | None, config: str, sc: str) -> dict[str, Any] | None:
+    """Run a (configuration, scenario) pair again: do the per-call counts repeat?"""
+    if not first or not first.get("ok"):
+        return None
+    second = runner.pair(config, sc)
+    rep: dict[str, Any] = {"config": config, "scenario": sc, "ok": second.get("ok", False)}
+    if second.get("ok"):
+        rep.update(
+            first_caller=first["caller"],
+            second_caller=second["caller"],
+            first_all=first["all"],
+            second_all=second["all"],
+            caller_diff_pct=100 * (second["caller"] - first["caller"]) / first["caller"],
+            all_diff_pct=100 * (second["all"] - first["all"]) / first["all"],
+            # Whole-run totals, before taking differences: how much each process varies.
+            run_totals={
+                "first": {k: first["runs"][k]["instructions"]["all"] for k in ("n", "2n")},
+                "second": {k: second["runs"][k]["instructions"]["all"] for k in ("n", "2n")},
+            },
+            second_result=second,
+        )
+    return rep
+
+
+def measure(
+    args: argparse.Namespace, pythons: dict[str, str], configs: list[str], prefix: str, runner_cls: type = Runner
+) -> dict[str, Any]:
+    """Calibration, then every (configuration, scenario) pair, then the repeats; one valgrind process at a time."""
+    results: dict[str, dict[str, Any]] = {}
+    calib: dict[str, Any] = {}
+    repeats: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-instr-") as tmp_name:
+        tmp = Path(tmp_name)
+        if args.keep_files:
+            tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-instr-kept-"))
+            print(f"callgrind files kept in {tmp}", file=sys.stderr)
+        lib = build_marker_lib(tmp)
+        src, src_digest = (None, "live tree") if args.live_src else snapshot_src(tmp)
+        runner = runner_cls(args, pythons, tmp, src, lib)
+        print("calibration: native uninstrumented runs", file=sys.stderr, flush=True)
+        for sc in args.scenarios:
+            calib[sc] = runner.calibrate(sc)
+            if calib[sc].get("ok"):
+                print(f"  none {sc:14s} {calib[sc]['cpu_us_per_call']:.0f} us CPU per call", file=sys.stderr)
+            else:
+                print(f"  none {sc:14s} FAILED: {calib[sc].get('error')}", file=sys.stderr)
+        for config in configs:  # sequentially: never two valgrind processes at once
+            results[config] = {}
+            for sc in args.scenarios:
+                results[config][sc] = runner.pair(config, sc)
+        for config, sc in args.repeat:
+            rep = repeat_pair(runner, results.get(config, {}).get(sc), config, sc)
+            if rep is not None:
+                repeats.append(rep)
+    return {"results": results, "calib": calib, "repeats": repeats, "commands": runner.commands, "src": src_digest}
+
+
+def run_meta(args: argparse.Namespace, run: dict[str, Any], cmd: str, **extra: Any) -> dict[str, Any]:
+    versions: dict[str, dict[str, str]] = {}
+    for config, per in run["results"].items():
+        for pair in per.values():
+            found = pair.get("runs", {}).get("n", {})
+            if found.get("versions"):
+                versions[config] = found["versions"]
+                break
+    commands = run["commands"]
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": cmd,
+        "example_valgrind_command": commands[0] if commands else None,
+        "configs": list(run["results"]),
+        "scenarios": args.scenarios,
+        "calls": args.calls,
+        "stream_calls": args.stream_calls,
+        "warmup": args.warmup,
+        "stream_warmup": args.stream_warmup,
+        "calibration_blocks": args.calibration_blocks,
+        "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, CPython {platform.python_version()}",
+        "valgrind": subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip(),
+        "src_digest": run["src"],
+        "versions": versions,
+        "repeats": [{k: v for k, v in r.items() if k != "second_result"} for r in run["repeats"]],
+        **extra,
+    }
+
+
+def report(args: argparse.Namespace, run: dict[str, Any], summary: dict[str, Any], meta: dict, md: str, stem: str):
+    """Print the report, write ``<stem>.{json,md}``; the exit status: 1 if a pair failed."""
+    print()
+    print(md)
+    commands = run["commands"]
+    if commands:
+        print(f"One of the valgrind runs:\n  {commands[0]}")
+    failed = [f"{c}/{s}" for c, per in run["results"].items() for s, r in per.items() if not r.get("ok")]
+    for f in failed:
+        print(f"FAILED {f}")
+    if not args.no_write:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "meta": meta,
+            "summary": summary,
+            "calibration": run["calib"],
+            "raw": run["results"],
+            "repeats": run["repeats"],
+        }
+        (args.out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
+        (args.out_dir / f"{stem}.md").write_text(md)
+        print(f"wrote {args.out_dir / (stem + '.json')} and {args.out_dir / (stem + '.md')}")
+    print(f"elapsed {meta['elapsed_s']:.0f} s", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    return f"python {script}" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -595,101 +789,21 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     configs = [c for c in args.configs if c in pythons]
-    cmd = "python benchmarks/openai_instructions.py" + "".join(
-        " " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
+    cmd = command_line("benchmarks/openai_instructions.py", argv)
     started = time.perf_counter()
-    results: dict[str, dict[str, Any]] = {}
-    calib: dict[str, Any] = {}
-    repeats: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="openai-instr-") as tmp_name:
-        tmp = Path(tmp_name)
-        if args.keep_files:
-            tmp = Path(tempfile.mkdtemp(prefix="openai-instr-kept-"))
-            print(f"callgrind files kept in {tmp}", file=sys.stderr)
-        lib = build_marker_lib(tmp)
-        src, src_digest = (None, "live tree") if args.live_src else snapshot_src(tmp)
-        runner = Runner(args, pythons, tmp, src, lib)
-        print("calibration: native uninstrumented runs", file=sys.stderr, flush=True)
-        for sc in args.scenarios:
-            calib[sc] = runner.calibrate(sc)
-            if calib[sc].get("ok"):
-                print(f"  none {sc:10s} {calib[sc]['cpu_us_per_call']:.0f} us CPU per call", file=sys.stderr)
-            else:
-                print(f"  none {sc:10s} FAILED: {calib[sc].get('error')}", file=sys.stderr)
-        for config in configs:  # sequentially: never two valgrind processes at once
-            results[config] = {}
-            for sc in args.scenarios:
-                results[config][sc] = runner.pair(config, sc)
-        for config, sc in args.repeat:
-            first = results.get(config, {}).get(sc)
-            if not first or not first.get("ok"):
-                continue
-            second = runner.pair(config, sc)
-            rep: dict[str, Any] = {"config": config, "scenario": sc, "ok": second.get("ok", False)}
-            if second.get("ok"):
-                rep.update(
-                    first_caller=first["caller"],
-                    second_caller=second["caller"],
-                    first_all=first["all"],
-                    second_all=second["all"],
-                    caller_diff_pct=100 * (second["caller"] - first["caller"]) / first["caller"],
-                    all_diff_pct=100 * (second["all"] - first["all"]) / first["all"],
-                    # Whole-run totals, before taking differences: how much each process varies.
-                    run_totals={
-                        "first": {k: first["runs"][k]["instructions"]["all"] for k in ("n", "2n")},
-                        "second": {k: second["runs"][k]["instructions"]["all"] for k in ("n", "2n")},
-                    },
-                    second_result=second,
-                )
-            repeats.append(rep)
-        commands = runner.commands
-
-    summary = summarize(results, calib, args.scenarios)
-    versions = {}
-    for config, per in results.items():
-        for pair in per.values():
-            run = pair.get("runs", {}).get("n", {})
-            if run.get("versions"):
-                versions[config] = run["versions"]
-                break
-    meta = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": cmd,
-        "example_valgrind_command": commands[0] if commands else None,
-        "configs": configs,
-        "scenarios": args.scenarios,
-        "calls": args.calls,
-        "stream_calls": args.stream_calls,
-        "warmup": args.warmup,
-        "stream_warmup": args.stream_warmup,
-        "calibration_blocks": args.calibration_blocks,
-        "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, CPython {platform.python_version()}",
-        "valgrind": subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip(),
-        "src_digest": src_digest,
-        "pythons": pythons,
-        "versions": versions,
-        "skipped": notes,
-        "repeats": [{k: v for k, v in r.items() if k != "second_result"} for r in repeats],
-        "elapsed_s": time.perf_counter() - started,
-        "stream_chunks_per_call": _mock.STREAM_TOTAL_CHUNKS,
-    }
+    run = measure(args, pythons, configs, "openai")
+    summary = summarize(run["results"], run["calib"], args.scenarios)
+    meta = run_meta(
+        args,
+        run,
+        cmd,
+        pythons=pythons,
+        skipped=notes,
+        elapsed_s=time.perf_counter() - started,
+        stream_chunks_per_call=_mock.STREAM_TOTAL_CHUNKS,
+    )
     md = markdown(summary, configs, args.scenarios, meta)
-    print()
-    print(md)
-    if commands:
-        print(f"One of the valgrind runs:\n  {commands[0]}")
-    failed = [f"{c}/{s}" for c, per in results.items() for s, r in per.items() if not r.get("ok")]
-    for f in failed:
-        print(f"FAILED {f}")
-    if not args.no_write:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        payload = {"meta": meta, "summary": summary, "calibration": calib, "raw": results, "repeats": repeats}
-        (args.out_dir / "openai_instructions.json").write_text(json.dumps(payload, indent=1) + "\n")
-        (args.out_dir / "openai_instructions.md").write_text(md)
-        print(f"wrote {args.out_dir / 'openai_instructions.json'} and {args.out_dir / 'openai_instructions.md'}")
-    print(f"elapsed {meta['elapsed_s']:.0f} s", file=sys.stderr)
-    return 1 if failed else 0
+    return report(args, run, summary, meta, md, "openai_instructions")
 
 
 if __name__ == "__main__":

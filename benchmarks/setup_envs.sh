@@ -54,6 +54,24 @@ EXTRA[llm_audit]+=" $ANTHROPIC_PIN"
 EXTRA[openllmetry_anthropic]="$ANTHROPIC_PIN opentelemetry-instrumentation-anthropic==0.62.4 opentelemetry-semantic-conventions-ai==0.5.1"
 EXTRA[openinference_anthropic]="$ANTHROPIC_PIN openinference-instrumentation-anthropic==3.1.0 openinference-instrumentation==0.1.72 openinference-semantic-conventions==0.1.42"
 
+# AWS Bedrock Runtime through botocore (benchmarks/bedrock_instructions.py) and Google Gen AI
+# (benchmarks/google_genai_instructions.py): boto3/botocore 1.44.8 and google-genai 3.6.1, CI's
+# newest pins (constraints/newest.txt), in the llm_audit venv and in one venv per peer:
+#   bash benchmarks/setup_envs.sh llm_audit otel_botocore openllmetry_bedrock openinference_bedrock
+#   bash benchmarks/setup_envs.sh llm_audit otel_google_genai openllmetry_google_genai openinference_google_genai
+# The official botocore instrumentation is pinned to 0.66b1 like the rest of the contrib core
+# (0.66b2 pins opentelemetry-instrumentation==0.66b2). OpenLLMetry's "google-generativeai"
+# package instruments google-genai (google.genai.models.Models.generate_content[_stream]).
+BEDROCK_PIN="boto3==1.44.8 botocore==1.44.8"
+GOOGLE_PIN="google-genai==3.6.1"
+EXTRA[llm_audit]+=" $BEDROCK_PIN $GOOGLE_PIN"
+EXTRA[otel_botocore]="$BEDROCK_PIN opentelemetry-instrumentation-botocore==0.66b1"
+EXTRA[openllmetry_bedrock]="$BEDROCK_PIN opentelemetry-instrumentation-bedrock==0.62.4 opentelemetry-semantic-conventions-ai==0.5.1"
+EXTRA[openinference_bedrock]="$BEDROCK_PIN openinference-instrumentation-bedrock==0.1.61 openinference-instrumentation==0.1.72 openinference-semantic-conventions==0.1.42"
+EXTRA[otel_google_genai]="$GOOGLE_PIN opentelemetry-instrumentation-google-genai==1.3b0"
+EXTRA[openllmetry_google_genai]="$GOOGLE_PIN opentelemetry-instrumentation-google-generativeai==0.62.4 opentelemetry-semantic-conventions-ai==0.5.1"
+EXTRA[openinference_google_genai]="$GOOGLE_PIN openinference-instrumentation-google-genai==1.4.14 openinference-instrumentation==0.1.72 openinference-semantic-conventions==0.1.42"
+
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(llm_audit openai_v2 openllmetry openinference)
 
