@@ -266,6 +266,42 @@ def test_traceparent_on_the_wire_carries_our_span(audit: Any, client: Any, fake_
     assert span_id == f"{span.context.span_id:016x}"
 
 
+@pytest.mark.parametrize("way", ["stream", "async", "async_stream", "through_http_options"])
+def test_traceparent_on_every_kind_of_call(
+    audit: Any, client: Any, fake_server: FakeModelServer, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    from otel_llm_audit.instrumentation.google_genai import _wrappers
+
+    if way == "through_http_options":  # where _build_request could not be wrapped
+        monkeypatch.setattr(_wrappers.ACTIVE, "headers_on_build", False)
+        client.models.generate_content(model=MODEL, contents=USER_TEXT)
+    elif way == "stream":
+        list(client.models.generate_content_stream(model=f"{MODEL}-chunks-3", contents=USER_TEXT))
+    else:
+
+        async def run() -> None:
+            if way == "async":
+                await client.aio.models.generate_content(model=MODEL, contents=USER_TEXT)
+            else:
+                stream = await client.aio.models.generate_content_stream(model=f"{MODEL}-chunks-3", contents=USER_TEXT)
+                async for _ in stream:
+                    pass
+
+        asyncio.run(run())
+    span = only(audit)
+    assert fake_server.requests[-1].headers["traceparent"] == (
+        f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-01"
+    )
+
+
+def test_a_callers_own_traceparent_wins(audit: Any, client: Any, fake_server: FakeModelServer) -> None:
+    mine = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    config = types.GenerateContentConfig(http_options=types.HttpOptions(headers={"traceparent": mine}))
+    client.models.generate_content(model=MODEL, contents=USER_TEXT, config=config)
+    assert fake_server.requests[-1].headers["traceparent"] == mine
+    only(audit)
+
+
 def test_a_callers_own_http_options_are_kept_and_never_changed(
     audit: Any, client: Any, fake_server: FakeModelServer
 ) -> None:

@@ -80,6 +80,11 @@ class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             _wrappers.ACTIVE.emitter = None
             return
         self._wrapped_class = client_class
+        try:  # trace headers on the built request (else through the per-request HTTP options)
+            wrap_function_wrapper(client_class, "_build_request", _wrappers.make_build_wrapper())
+            _wrappers.ACTIVE.headers_on_build = True
+        except Exception:
+            logger.debug("otel-llm-audit: google-genai has no _build_request to wrap", exc_info=True)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         from otel_llm_audit.instrumentation.google_genai import _wrappers
@@ -88,6 +93,9 @@ class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if self._wrapped_class is not None:
             for name in _METHODS:
                 _unwrap(self._wrapped_class, name)
+            if _wrappers.ACTIVE.headers_on_build:
+                _unwrap(self._wrapped_class, "_build_request")
+                _wrappers.ACTIVE.headers_on_build = False
             self._wrapped_class = None
 
 

@@ -9,9 +9,12 @@ and automatic continuation, which loop over model calls inside one ``generate_co
 give one span per round trip. Paths that are not a model call (files, caches, token counting,
 Imagen) pass through after one string check.
 
-On the caller's thread: the path is classified, the span started, ``traceparent`` added to
-the request's own HTTP options (a caller's explicit header wins), the call made under the
+On the caller's thread: the path is classified, the span started, the call made under the
 span's context, and the response (or each stream chunk) kept by reference for the resolver.
+``traceparent`` is added to the request the SDK has built (``_build_request``, wrapped too;
+a caller's explicit header wins): passing it as per-request HTTP options instead made the SDK
+merge and validate an ``HttpOptions`` on every call, most of our cost on the caller's thread.
+Where ``_build_request`` cannot be wrapped, the header goes through the HTTP options.
 The body needs no copy: the SDK builds a fresh one for every HTTP call. Responses that older
 releases hand back as parsed JSON are copied (they strip unknown fields in place). A prompt that Google
 blocked is recognised here (a substring check of the body) so that the span ends as an error.
@@ -20,6 +23,7 @@ blocked is recognised here (a substring check of the body) so that the span ends
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -41,6 +45,8 @@ VERTEX = "gcp.vertex_ai"
 
 class _Active:
     emitter: Emitter | None = None
+    #: ``_build_request`` is wrapped: trace headers go on the built request.
+    headers_on_build: bool = False
 
 
 ACTIVE = _Active()
@@ -78,6 +84,39 @@ def server_of(client: Any, http_options: Any) -> tuple[str | None, int | None]:
     with contextlib.suppress(TypeError):
         _servers[client] = (url, host, port)
     return host, port
+
+
+#: The context of the audited model call being built on this thread or task (for the
+#: ``_build_request`` wrapper); unset for every other request of the SDK.
+_SENDING: contextvars.ContextVar[Any] = contextvars.ContextVar("otel_llm_audit_genai_sending", default=None)
+
+
+def make_build_wrapper() -> Callable[..., Any]:
+    """A wrapt wrapper for ``_build_request``: the audited call's trace headers on the built request."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        request = wrapped(*args, **kwargs)
+        ctx = _SENDING.get()
+        if ctx is not None:
+            _add_trace_headers(request, ctx)
+        return request
+
+    return wrapper
+
+
+def _add_trace_headers(request: Any, ctx: Any) -> None:
+    try:
+        headers = getattr(request, "headers", None)
+        if not isinstance(headers, dict):
+            return
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=ctx)
+        present = {str(name).lower() for name in headers}
+        for name, value in carrier.items():
+            if name.lower() not in present:  # a caller's own header wins
+                headers[name] = value
+    except Exception as err:
+        _guard.report_internal_error("google_genai.propagate", err)
 
 
 def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str) -> Any:
@@ -158,7 +197,8 @@ def _begin(
         return None, args, kwargs
     if call is None:
         return None, args, kwargs
-    args, kwargs = _with_trace_headers(args, kwargs, trace.set_span_in_context(call.span))
+    if not ACTIVE.headers_on_build:
+        args, kwargs = _with_trace_headers(args, kwargs, trace.set_span_in_context(call.span))
     return call, args, kwargs
 
 
@@ -206,9 +246,11 @@ class _LazyStreamProxy(SyncStreamProxy):
         if not self._self_state.waiting_first:
             return super().__next__()
         token = otel_context.attach(self._self_context)
+        sending = _SENDING.set(self._self_context)
         try:
             return super().__next__()
         finally:
+            _SENDING.reset(sending)
             otel_context.detach(token)
 
 
@@ -219,13 +261,17 @@ def make_sync_wrapper() -> Callable[..., Any]:
         call, args, kwargs = _begin(instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(call.span))
+        ctx = trace.set_span_in_context(call.span)
+        token = otel_context.attach(ctx)
+        sending = _SENDING.set(ctx)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
+            _SENDING.reset(sending)
             otel_context.detach(token)
             call.end(exc)
             raise
+        _SENDING.reset(sending)
         otel_context.detach(token)
         _finish(call, result)
         return result
@@ -262,13 +308,17 @@ def make_async_wrapper() -> Callable[..., Any]:
         call, args, kwargs = _begin(instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(call.span))
+        ctx = trace.set_span_in_context(call.span)
+        token = otel_context.attach(ctx)
+        sending = _SENDING.set(ctx)
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
+            _SENDING.reset(sending)
             otel_context.detach(token)
             call.end(exc)
             raise
+        _SENDING.reset(sending)
         otel_context.detach(token)
         _finish(call, result)
         return result
@@ -283,13 +333,17 @@ def make_async_stream_wrapper() -> Callable[..., Any]:
         call, args, kwargs = _begin(instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(call.span))
+        ctx = trace.set_span_in_context(call.span)
+        token = otel_context.attach(ctx)
+        sending = _SENDING.set(ctx)
         try:
             generator = await wrapped(*args, **kwargs)
         except BaseException as exc:
+            _SENDING.reset(sending)
             otel_context.detach(token)
             call.end(exc)
             raise
+        _SENDING.reset(sending)
         otel_context.detach(token)
         try:
             return AsyncStreamProxy(generator, call, _sink(call))
@@ -301,4 +355,11 @@ def make_async_stream_wrapper() -> Callable[..., Any]:
     return wrapper
 
 
-__all__ = ["ACTIVE", "make_async_stream_wrapper", "make_async_wrapper", "make_stream_wrapper", "make_sync_wrapper"]
+__all__ = [
+    "ACTIVE",
+    "make_async_stream_wrapper",
+    "make_async_wrapper",
+    "make_build_wrapper",
+    "make_stream_wrapper",
+    "make_sync_wrapper",
+]
