@@ -66,14 +66,19 @@ _log = logging.getLogger(__name__)
 
 Trigger = Callable[[str], bool]
 
+
+class _Literal(str):
+    """A gate that is a plain substring test (case-sensitive): ``in`` in Python, escaped in RE2."""
+
+
 #: Cheap relaxations of presidio's predefined patterns and of this package's, per entity
 #: type: each is true on every text where the recognizers' own patterns can match. A string
 #: is a regular expression; a pair is (any text, ASCII text): ``\d`` matches every Unicode
 #: digit, as in presidio's patterns, but Python's engine only skips ahead quickly to a first
 #: character given as a plain set, so ASCII texts (``str.isascii``, where ``\d`` is [0-9])
 #: get a form that starts with one. Each pattern starts with one character rare in prose
-#: (a digit, a separator) for the same reason. A callable is used as is (plain substring
-#: tests are an order of magnitude faster than a regular expression).
+#: (a digit, a separator) for the same reason. A :class:`_Literal` is a substring test (an
+#: order of magnitude faster than a regular expression in Python); a callable is used as is.
 _GATES: dict[str, str | tuple[str, str] | Trigger] = {
     "CREDIT_CARD": (r"\d(?:[ -]?\d){12}", r"[0-9](?:[ -]?[0-9]){12}"),
     "US_SSN": (r"\d(?:[ .-]?\d){8}", r"[0-9](?:[ .-]?[0-9]){8}"),
@@ -99,13 +104,13 @@ _GATES: dict[str, str | tuple[str, str] | Trigger] = {
     "US_DRIVER_LICENSE": r"[0-9]",
     "UUID": r"[0-9A-Fa-f]{8}-",
     "URL": r"\.[A-Za-z]|://",
-    "EMAIL_ADDRESS": lambda text: "@" in text,
-    "OPENAI_API_KEY": lambda text: "sk-" in text,
-    "ANTHROPIC_API_KEY": lambda text: "sk-ant-" in text,
+    "EMAIL_ADDRESS": _Literal("@"),
+    "OPENAI_API_KEY": _Literal("sk-"),
+    "ANTHROPIC_API_KEY": _Literal("sk-ant-"),
     "AWS_ACCESS_KEY_ID": r"A[KS]IA[A-Z0-9]{16}",
     "AWS_SECRET_ACCESS_KEY": lambda text: "secret" in text.casefold(),
     "GITHUB_TOKEN": r"gh[pousr]_|github_pat_",
-    "JWT": lambda text: "eyJ" in text,
+    "JWT": _Literal("eyJ"),
     "BEARER_TOKEN": lambda text: "bearer" in text.casefold(),
 }
 
@@ -306,6 +311,8 @@ def _gate(entity: str, policy: MaskingPolicy, setup: AnalyzerSetup) -> Trigger:
         return _always
     if callable(gate):
         return gate
+    if isinstance(gate, _Literal):
+        return lambda text: gate in text
     if isinstance(gate, tuple):
         any_text, ascii_text = re.compile(gate[0]).search, re.compile(gate[1]).search
         return lambda text: (ascii_text if text.isascii() else any_text)(text) is not None
@@ -313,19 +320,15 @@ def _gate(entity: str, policy: MaskingPolicy, setup: AnalyzerSetup) -> Trigger:
     return lambda text: search(text) is not None
 
 
-#: Gates that are plain substring tests, as RE2 patterns (the same test: case-sensitive literals).
-_LITERALS = {"EMAIL_ADDRESS": "@", "OPENAI_API_KEY": "sk-", "ANTHROPIC_API_KEY": "sk-ant-", "JWT": "eyJ"}
-
-
 def _gate_pattern(entity: str, policy: MaskingPolicy, setup: AnalyzerSetup) -> str | None:
     """The gate :func:`_gate` builds as a regular expression for the RE2 set, if it has one."""
     if entity in setup.custom_entities:
         return None
-    if entity in _LITERALS:
-        return re.escape(_LITERALS[entity])
     if entity == "MEDICAL_RECORD_NUMBER":
         return _MRN_GATE if policy.mrn_pattern == _SHIPPED_MRN_PATTERN else None
     gate = _GATES.get(entity)
+    if isinstance(gate, _Literal):
+        return re.escape(gate)
     if isinstance(gate, tuple):
         return gate[0]
     return gate if isinstance(gate, str) else None
