@@ -26,13 +26,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from otel_llm_audit import _guard
 from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
 from otel_llm_audit.instrumentation.bedrock import _capture
+from otel_llm_audit.instrumentation.call_scope import CallScope
 from otel_llm_audit.instrumentation.streams import IterableStreamProxy
 from otel_llm_audit.records import LLMCall
 
@@ -189,18 +189,8 @@ def make_wrapper() -> Callable[..., Any]:
         if call is None:
             return wrapped(*args, **kwargs)
         _ensure_handler(instance)
-        ctx = trace.set_span_in_context(call.span)
-        token = otel_context.attach(ctx)
-        sending = _SENDING.set(ctx)
-        try:
+        with CallScope(call, _SENDING):
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            _SENDING.reset(sending)
-            otel_context.detach(token)
-            call.end(exc)
-            raise
-        _SENDING.reset(sending)
-        otel_context.detach(token)
         return _finish(call, result)
 
     return wrapper

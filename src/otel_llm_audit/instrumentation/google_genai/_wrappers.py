@@ -35,6 +35,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from otel_llm_audit import _guard
 from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
+from otel_llm_audit.instrumentation.call_scope import CallScope
 from otel_llm_audit.instrumentation.google_genai import _capture
 from otel_llm_audit.instrumentation.streams import AsyncStreamProxy, SyncStreamProxy
 from otel_llm_audit.records import LLMCall
@@ -261,18 +262,8 @@ def make_sync_wrapper() -> Callable[..., Any]:
         call, args, kwargs = _begin(instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        ctx = trace.set_span_in_context(call.span)
-        token = otel_context.attach(ctx)
-        sending = _SENDING.set(ctx)
-        try:
+        with CallScope(call, _SENDING):
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            _SENDING.reset(sending)
-            otel_context.detach(token)
-            call.end(exc)
-            raise
-        _SENDING.reset(sending)
-        otel_context.detach(token)
         _finish(call, result)
         return result
 
@@ -308,18 +299,8 @@ def make_async_wrapper() -> Callable[..., Any]:
         call, args, kwargs = _begin(instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        ctx = trace.set_span_in_context(call.span)
-        token = otel_context.attach(ctx)
-        sending = _SENDING.set(ctx)
-        try:
+        with CallScope(call, _SENDING):
             result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            _SENDING.reset(sending)
-            otel_context.detach(token)
-            call.end(exc)
-            raise
-        _SENDING.reset(sending)
-        otel_context.detach(token)
         _finish(call, result)
         return result
 
@@ -333,18 +314,8 @@ def make_async_stream_wrapper() -> Callable[..., Any]:
         call, args, kwargs = _begin(instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        ctx = trace.set_span_in_context(call.span)
-        token = otel_context.attach(ctx)
-        sending = _SENDING.set(ctx)
-        try:
+        with CallScope(call, _SENDING):
             generator = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            _SENDING.reset(sending)
-            otel_context.detach(token)
-            call.end(exc)
-            raise
-        _SENDING.reset(sending)
-        otel_context.detach(token)
         try:
             return AsyncStreamProxy(generator, call, _sink(call))
         except Exception as err:
