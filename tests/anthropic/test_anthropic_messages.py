@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
@@ -19,7 +19,7 @@ from opentelemetry.trace import StatusCode
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit.demo import fake_server as fs
 from otel_llm_audit.demo.fake_server import FakeModelServer
-from otel_llm_audit.instrumentation.anthropic import AnthropicInstrumentor, _capture
+from otel_llm_audit.instrumentation.anthropic import _capture
 
 MODEL = "claude-haiku-4-5"
 SDK_TRACES_ITSELF = hasattr(anthropic, "_tracing")  # anthropic >= 1.14
@@ -30,23 +30,6 @@ WEATHER_TOOL = {
     "description": "Current weather for a city.",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
-
-
-@pytest.fixture
-def audit_anthropic(make_audit: Callable[..., Any]) -> Callable[..., Any]:
-    """Build a pipeline (``make_audit``) with the library instrumented on it."""
-    return lambda **settings: make_audit(**settings).add_instrumentor(AnthropicInstrumentor())
-
-
-@pytest.fixture
-def audit(audit_anthropic: Callable[..., Any]) -> Any:
-    return audit_anthropic(content="raw")
-
-
-@pytest.fixture
-def client(audit: Any, fake_server: FakeModelServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=fake_server.anthropic_base_url, api_key="sk-ant-test", max_retries=0) as c:
-        yield c
 
 
 def _ours(audit: Any) -> list[ReadableSpan]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
@@ -34,7 +33,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit.demo import fake_server as fs
 from otel_llm_audit.demo.fake_server import FakeModelServer
-from otel_llm_audit.instrumentation.anthropic import AnthropicInstrumentor
 
 try:
     from anthropic.types.beta.parsed_beta_message import ParsedBetaMessage
@@ -83,25 +81,6 @@ JSON_OUTPUT = [{"role": "assistant", "parts": [{"type": "text", "content": fs.JS
 HELLO_OUTPUT = [{"role": "assistant", "parts": [{"type": "text", "content": fs.HELLO_ANSWER}], "finish_reason": "stop"}]
 TOOL_CALL = {"type": "tool_call", "id": fs.TOOL_USE_ID, "name": "get_weather", "arguments": fs.TOOL_INPUT}
 TOOL_RESPONSE = {"type": "tool_call_response", "id": fs.TOOL_USE_ID, "response": TOOL_RESULT}
-
-
-@pytest.fixture
-def audit(make_audit: Callable[..., Any]) -> Any:
-    return make_audit(content="raw").add_instrumentor(AnthropicInstrumentor())
-
-
-@pytest.fixture
-def client(audit: Any, fake_server: FakeModelServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=fake_server.anthropic_base_url, api_key="sk-ant-test", max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture
-async def async_client(audit: Any, fake_server: FakeModelServer) -> Any:
-    async with anthropic.AsyncAnthropic(
-        base_url=fake_server.anthropic_base_url, api_key="sk-ant-test", max_retries=0
-    ) as c:
-        yield c
 
 
 def _ours(audit: Any) -> list[ReadableSpan]:
