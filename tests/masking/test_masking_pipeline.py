@@ -122,6 +122,29 @@ def test_clean_call_says_clean_and_has_no_pii_event(
     assert type(span.attributes[semconv.GEN_AI_INPUT_MESSAGES]) is str  # unchanged, but a plain string
 
 
+def test_message_json_built_from_remembered_text_literals_is_what_the_encoder_gives() -> None:
+    from otel_llm_audit.emitter.content import _ENCODE, ContentEncoder
+    from otel_llm_audit.records import Message
+
+    long = 'Please book a follow-up \u00e9\u00e0 "quoted" \\ and a newline\n ' * 4
+    messages = [
+        Message("system", [{"type": "text", "content": "Be brief."}]),  # short: encoded each time
+        Message("user", [{"type": "text", "content": long}]),  # long: its literal is remembered
+        Message("user", [{"type": "text", "content": long}], name="ann"),  # a name: the generic way
+        Message("assistant", [{"content": long, "type": "text"}]),  # other key order: the generic way
+        Message("assistant", [{"type": "text", "content": long}], finish_reason="stop"),
+        Message("tool", [{"type": "tool_call_response", "id": "c1", "response": {"ok": True}}]),
+        Message("user", [{"type": "text", "content": long}, {"type": "text", "content": "two"}]),
+    ]
+    expected = "[" + ",".join(_ENCODE(m.to_json_obj()) for m in messages) + "]"
+    for _ in range(2):  # the second time from the remembered literals
+        assert ContentEncoder(100_000).messages(messages) == expected
+        assert ContentEncoder(100_000).messages(messages, with_elements=True) == expected
+    edited = long + "!"  # another text object: never the literal of the first
+    changed = [Message("user", [{"type": "text", "content": edited}])]
+    assert ContentEncoder(100_000).messages(changed) == "[" + _ENCODE(changed[0].to_json_obj()) + "]"
+
+
 def test_message_lists_reach_the_masking_stage_with_their_elements() -> None:
     from otel_llm_audit.emitter.content import ContentEncoder, JsonArrayText
     from otel_llm_audit.records import Message

@@ -37,14 +37,11 @@ class ContentEncoder:
         that also carries each message's JSON, so the stage masks message by message without
         parsing the array again. When a text part has to be cut or repaired, a plain string.
         """
-        if not with_elements:
-            return self.dumps([m.to_json_obj() for m in messages])
-        encode = _piece_encoder()
-        pieces = [encode(m.to_json_obj()) for m in messages]
+        pieces = _pieces(messages)
         text = "[" + ",".join(pieces) + "]"
-        if len(text) > self.max_chars or not _is_utf8(text):
+        if len(text) > self.max_chars or not _is_utf8(text):  # a part to cut, or text to repair
             return self.dumps([m.to_json_obj() for m in messages])
-        return JsonArrayText.of(text, pieces)
+        return JsonArrayText.of(text, pieces) if with_elements else text
 
     def dumps(self, value: Any) -> str:
         """Compact JSON of ``value`` with text parts bounded and guaranteed UTF-8."""
@@ -137,6 +134,72 @@ def _default(value: Any) -> Any:
 
 #: One encoder for every span (``json.dumps`` with options builds a new one per call).
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default).encode
+
+
+def _pieces(messages: Sequence[Message]) -> list[str]:
+    """Each message's compact JSON, as ``_ENCODE(m.to_json_obj())`` would give it."""
+    encode: Callable[[Any], str] | None = None
+    out = []
+    for message in messages:
+        piece = _plain_text_piece(message)
+        if piece is None:
+            if encode is None:
+                encode = _piece_encoder()
+            piece = encode(message.to_json_obj())
+        out.append(piece)
+    return out
+
+
+_TEXT_PART_KEYS = ("type", "content")
+_role_prefixes: dict[str, str] = {}
+
+
+def _plain_text_piece(message: Message) -> str | None:
+    """The JSON of a message that is one plain text part (most of a chat history), else ``None``.
+
+    Built from the JSON string literal of its text, remembered (:func:`_text_literal`): a chat
+    application resends the same history, text objects and all, on every call.
+    """
+    parts = message.parts
+    if message.name is not None or message.finish_reason is not None or len(parts) != 1:
+        return None
+    part = parts[0]
+    if type(part) is not dict or tuple(part) != _TEXT_PART_KEYS or part["type"] != "text":
+        return None
+    content, role = part["content"], message.role
+    if type(content) is not str or type(role) is not str:
+        return None
+    prefix = _role_prefixes.get(role)
+    if prefix is None:
+        prefix = '{"role":' + _ENCODE(role) + ',"parts":[{"type":"text","content":'
+        if len(_role_prefixes) < 64:
+            _role_prefixes[role] = prefix
+    return prefix + _text_literal(content) + "}]}"
+
+
+#: JSON string literals of message texts, by the identity of the text object (held, so the
+#: identity stays unique): escaping a history's texts again on every call was a fifth of the
+#: completion's work. Bounded by characters held; texts too short or too long are not kept.
+_literals: dict[int, tuple[str, str]] = {}
+_literal_chars = 0
+_LITERALS_MAX_CHARS = 4_000_000
+_LITERAL_MIN_CHARS = 64
+_LITERAL_MAX_CHARS = 65_536
+
+
+def _text_literal(text: str) -> str:
+    global _literal_chars
+    found = _literals.get(id(text))
+    if found is not None and found[0] is text:
+        return found[1]
+    literal = _ENCODE(text)
+    if _LITERAL_MIN_CHARS <= len(text) <= _LITERAL_MAX_CHARS:
+        if _literal_chars + len(text) > _LITERALS_MAX_CHARS:
+            _literals.clear()
+            _literal_chars = 0
+        _literals[id(text)] = (text, literal)
+        _literal_chars += len(text)
+    return literal
 
 
 def _piece_encoder() -> Callable[[Any], str]:
