@@ -140,6 +140,10 @@ def test_message_json_built_from_remembered_text_literals_is_what_the_encoder_gi
     for _ in range(2):  # the second time from the remembered literals
         assert ContentEncoder(100_000).messages(messages) == expected
         assert ContentEncoder(100_000).messages(messages, with_elements=True) == expected
+    from otel_llm_audit.emitter import content
+
+    assert content._literals[id(long)] == (long, _ENCODE(long))  # remembered by the text object
+    assert id("Be brief.") not in content._literals  # short texts are encoded each time
     edited = long + "!"  # another text object: never the literal of the first
     changed = [Message("user", [{"type": "text", "content": edited}])]
     assert ContentEncoder(100_000).messages(changed) == "[" + _ENCODE(changed[0].to_json_obj()) + "]"
