@@ -58,19 +58,6 @@ def content(span: ReadableSpan, key: str) -> Any:
     return json.loads(span.attributes[key])
 
 
-def policy_events(span: ReadableSpan) -> list[dict[str, Any]]:
-    """The span's ``llm_audit.policy`` events as plain dicts, details parsed."""
-    out = []
-    for event in span.events:
-        if event.name != semconv.EVENT_LLM_AUDIT_POLICY:
-            continue
-        attrs = dict(event.attributes)
-        if semconv.LLM_AUDIT_POLICY_DETAILS in attrs:
-            attrs[semconv.LLM_AUDIT_POLICY_DETAILS] = json.loads(attrs[semconv.LLM_AUDIT_POLICY_DETAILS])
-        out.append(attrs)
-    return out
-
-
 def policy(action: str, source: str, name: str, details: dict[str, Any]) -> dict[str, Any]:
     """The exact attributes of one Google ``llm_audit.policy`` event."""
     return {

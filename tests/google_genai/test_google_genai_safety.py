@@ -13,12 +13,13 @@ import asyncio
 from typing import Any
 
 import pytest
-from genai_helpers import PROVIDERS, close, content, make_client, only, policy, policy_events
+from genai_helpers import PROVIDERS, close, content, make_client, only, policy
 from opentelemetry.trace import StatusCode
 
 from otel_llm_audit import semconv
 from otel_llm_audit.demo import fake_server as fs
 from otel_llm_audit.demo.fake_server import FakeModelServer
+from span_helpers import policy_events
 
 MODEL = "gemini-2.5-flash"
 STREAM = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

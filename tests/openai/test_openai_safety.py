@@ -20,6 +20,7 @@ from opentelemetry.trace import StatusCode
 
 from otel_llm_audit import semconv
 from otel_llm_audit.demo.fake_server import REFUSAL_ANSWER, FakeModelServer
+from span_helpers import policy_events
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 OPENAI = "openai"
@@ -47,19 +48,6 @@ def azure(audit: Any, fake_server: FakeModelServer) -> Iterator[openai.AzureOpen
         yield client
     finally:
         client.close()
-
-
-def policy_events(span: Any) -> list[dict[str, Any]]:
-    """The span's policy events as plain dicts, details parsed."""
-    out = []
-    for event in span.events:
-        if event.name != semconv.EVENT_LLM_AUDIT_POLICY:
-            continue
-        attrs = dict(event.attributes)
-        if semconv.LLM_AUDIT_POLICY_DETAILS in attrs:
-            attrs[semconv.LLM_AUDIT_POLICY_DETAILS] = json.loads(attrs[semconv.LLM_AUDIT_POLICY_DETAILS])
-        out.append(attrs)
-    return out
 
 
 def policy(category: str, action: str, source: str, name: str, details: dict[str, Any]) -> dict[str, Any]:
