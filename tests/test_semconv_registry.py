@@ -26,9 +26,7 @@ SEMCONV_DIR = ROOT / "semconv"
 
 def _load_script() -> ModuleType:
     """Import scripts/generate_semconv.py by path (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "generate_semconv", ROOT / "scripts" / "generate_semconv.py"
-    )
+    spec = importlib.util.spec_from_file_location("generate_semconv", ROOT / "scripts" / "generate_semconv.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up here
@@ -69,6 +67,8 @@ UPSTREAM_KEYS = {
     "openai.response.system_fingerprint", "openai.api.type", "error.type", "server.address", "server.port",
     "user.id", "session.id", "exception.type", "exception.message", "exception.stacktrace",
     "aws.bedrock.guardrail.id", "aws.request_id",
+    "gen_ai.retrieval.top_k", "mcp.method.name", "mcp.session.id", "mcp.protocol.version", "mcp.resource.uri",
+    "jsonrpc.request.id", "rpc.response.status_code", "network.transport",
 }  # fmt: skip
 OWN_KEYS = {
     "llm_audit.actor.type", "llm_audit.auth.method", "llm_audit.tenant.id", "llm_audit.team",
@@ -80,6 +80,12 @@ OWN_KEYS = {
     "llm_audit.audit.record", "llm_audit.sdk.version", "llm_audit.error.component",
     "llm_audit.review.subject", "llm_audit.review.action", "llm_audit.review.reviewer", "llm_audit.review.reason",
     "llm_audit.redaction.failure", "llm_audit.redaction.cache.result", "llm_audit.prompt.variables",
+    "llm_audit.review.interrupt.id", "llm_audit.review.response", "llm_audit.run.id", "llm_audit.graph.node",
+    "llm_audit.graph.step", "llm_audit.checkpoint.thread_id", "llm_audit.checkpoint.ns", "llm_audit.checkpoint.id",
+    "llm_audit.link.type", "llm_audit.delegation.source", "llm_audit.delegation.target",
+    "llm_audit.delegation.kind", "llm_audit.delegation.input", "llm_audit.delegation.output",
+    "llm_audit.decision.point", "llm_audit.decision.chosen", "llm_audit.decision.options",
+    "llm_audit.decision.reasoning", "llm_audit.interrupt.id", "llm_audit.interrupt.value",
 }  # fmt: skip
 
 
@@ -236,7 +242,24 @@ def test_spans_events_and_metrics() -> None:
     assert common["llm_audit.content.mode"] == "required"
 
     events = {g.event_name: g for g in registry.groups if g.type == "event"}
-    assert set(events) == {"llm_audit.policy", "llm_audit.human_review"}
+    assert set(events) == {
+        "llm_audit.policy",
+        "llm_audit.human_review",
+        "llm_audit.delegation",
+        "llm_audit.decision",
+        "llm_audit.interrupt",
+    }
+    assert [r.key for r in events["llm_audit.delegation"].refs if r.requirement == "required"] == [
+        "llm_audit.delegation.source",
+        "llm_audit.delegation.target",
+    ]
+    assert [r.key for r in events["llm_audit.decision"].refs if r.requirement == "required"] == [
+        "llm_audit.decision.point",
+        "llm_audit.decision.chosen",
+    ]
+    assert [r.key for r in events["llm_audit.interrupt"].refs if r.requirement == "required"] == [
+        "llm_audit.interrupt.id"
+    ]
     assert [r.key for r in events["llm_audit.policy"].refs if r.requirement == "required"] == [
         "llm_audit.policy.category",
         "llm_audit.policy.action",

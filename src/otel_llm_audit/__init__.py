@@ -12,7 +12,14 @@ Importing this package never imports a provider SDK: instrumentors load them laz
 """
 
 from otel_llm_audit._version import __version__
-from otel_llm_audit.api import record_human_review, record_policy_event
+from otel_llm_audit.api import (
+    memory_operation,
+    record_decision,
+    record_delegation,
+    record_human_review,
+    record_interrupt,
+    record_policy_event,
+)
 from otel_llm_audit.bootstrap import AuditPipeline, configure
 from otel_llm_audit.config import ContentMode, Settings
 from otel_llm_audit.context import AuditIdentity, audit_context, current_identity
@@ -30,6 +37,10 @@ __all__ = [
     "audit_context",
     "configure",
     "current_identity",
+    "memory_operation",
+    "record_decision",
+    "record_delegation",
     "record_human_review",
+    "record_interrupt",
     "record_policy_event",
 ]

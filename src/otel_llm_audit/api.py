@@ -1,24 +1,36 @@
-"""Audit records an application writes itself: policy decisions and human reviews.
+"""Audit records an application writes itself: policy decisions, human reviews, decisions,
+delegations, pauses, and memory operations on stores no instrumentor covers.
 
-For review flows, guardrails and overrides that no instrumentor can see. Each call adds a
-named event to the current span (marking it ``llm_audit.audit.record`` so a collector routes
-it to the SIEM); with no recording span current, it starts a short span of its own to carry
-the event, so a record is never dropped for want of a span. The acting identity comes from
-the ``audit_context`` in force.
+For review flows, guardrails and overrides that no instrumentor can see. Each ``record_*``
+call adds a named event to the current span (marking it ``llm_audit.audit.record`` so a
+collector routes it to the SIEM); with no recording span current, it starts a short span of
+its own to carry the event, so a record is never dropped for want of a span. The acting
+identity comes from the ``audit_context`` in force. Content (reasons, inputs, what was put to
+a reviewer) follows the ``content`` setting like prompts do, and is masked the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanContext, TraceFlags
 
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
 from otel_llm_audit.context import current_identity
-from otel_llm_audit.emitter.operations import add_audit_event, human_review_attributes, policy_event_attributes
-from otel_llm_audit.records import HumanReview, PolicyEvent
+from otel_llm_audit.emitter.operations import (
+    add_audit_event,
+    decision_attributes,
+    delegation_attributes,
+    human_review_attributes,
+    interrupt_attributes,
+    policy_event_attributes,
+    start_step,
+)
+from otel_llm_audit.records import Decision, Delegation, HumanReview, Interrupt, MemoryOperation, PolicyEvent
 
 _SCOPE = "otel_llm_audit.api"
 
@@ -40,7 +52,7 @@ def record_policy_event(
     """
     try:
         event = PolicyEvent(category=category, action=action, source=source, name=name, details=details)
-        _emit(semconv.EVENT_LLM_AUDIT_POLICY, policy_event_attributes(event))
+        _emit(semconv.EVENT_LLM_AUDIT_POLICY, lambda _span: policy_event_attributes(event))
     except Exception as err:
         _guard.report_internal_error("api.record_policy_event", err)
 
@@ -51,26 +63,159 @@ def record_human_review(
     *,
     reviewer: str | None = None,
     reason: str | None = None,
+    interrupt_id: str | None = None,
+    response: Any = None,
+    resumes: str | SpanContext | None = None,
 ) -> None:
     """Record a human-in-the-loop decision: what was put to the reviewer and what they did.
 
     ``action``: ``approved``, ``rejected``, ``edited`` or ``escalated``. ``reviewer`` defaults to
     the ``user_id`` of the audit context in force (the person whose request resumed the flow).
+    ``interrupt_id`` and ``resumes`` tie the review to the pause it answers: pass the id and the
+    traceparent that :func:`record_interrupt` returned when the flow paused (it may have been
+    in another process, hours earlier); the span carrying the review then links to the paused
+    span with ``llm_audit.link.type = resumes``. ``response`` is what the reviewer answered.
     """
     try:
-        review = HumanReview(subject=subject, action=action, reviewer=reviewer, reason=reason)
-        _emit(semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW, human_review_attributes(review))
+        review = HumanReview(
+            subject=subject,
+            action=action,
+            reviewer=reviewer,
+            reason=reason,
+            interrupt_id=interrupt_id,
+            response=response,
+        )
+        _emit(
+            semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW,
+            lambda span: human_review_attributes(review, span),
+            link_to=_span_context(resumes),
+        )
     except Exception as err:
         _guard.report_internal_error("api.record_human_review", err)
 
 
-def _emit(name: str, attrs: dict[str, Any]) -> None:
-    if add_audit_event(name, attrs):
+def record_interrupt(interrupt_id: str, value: Any = None) -> str | None:
+    """Record that the flow paused to put ``value`` to a human; returns the paused span's traceparent.
+
+    Keep the returned string with the paused item and hand it to :func:`record_human_review`
+    (``resumes=``) when the answer comes, so the review links back to this pause even from
+    another process. ``None`` when nothing is recording.
+    """
+    try:
+        span = _emit(
+            semconv.EVENT_LLM_AUDIT_INTERRUPT, lambda span: interrupt_attributes(Interrupt(interrupt_id, value), span)
+        )
+        return _traceparent(span.get_span_context()) if span is not None else None
+    except Exception as err:
+        _guard.report_internal_error("api.record_interrupt", err)
+        return None
+
+
+def record_decision(
+    point: str,
+    chosen: str | Sequence[str],
+    *,
+    options: Sequence[str] | None = None,
+    reasoning: str | None = None,
+    agent_name: str | None = None,
+) -> None:
+    """Record which option a workflow or agent took at a decision point, among which options, and why."""
+    try:
+        picked = [chosen] if isinstance(chosen, str) else list(chosen)
+        decision = Decision(point=point, chosen=picked, options=options, reasoning=reasoning, agent_name=agent_name)
+        _emit(semconv.EVENT_LLM_AUDIT_DECISION, lambda span: decision_attributes(decision, span))
+    except Exception as err:
+        _guard.report_internal_error("api.record_decision", err)
+
+
+def record_delegation(
+    source: str, target: str, *, kind: str | None = None, input: Any = None, output: Any = None
+) -> None:
+    """Record that agent ``source`` handed work to agent ``target`` (``kind``: ``handoff``, ``agent_as_tool``, ...)."""
+    try:
+        delegation = Delegation(source=source, target=target, kind=kind, input=input, output=output)
+        _emit(semconv.EVENT_LLM_AUDIT_DELEGATION, lambda span: delegation_attributes(delegation, span))
+    except Exception as err:
+        _guard.report_internal_error("api.record_delegation", err)
+
+
+@contextmanager
+def memory_operation(
+    operation: str,
+    *,
+    store_id: str | None = None,
+    record_id: str | None = None,
+    query: str | None = None,
+    provider: str | None = None,
+) -> Iterator[MemoryOperation]:
+    """A span around a read or write of a memory store no instrumentor covers.
+
+    ``operation`` is one of the conventions' memory operations (``search_memory``,
+    ``create_memory``, ``update_memory``, ``upsert_memory``, ``delete_memory``). Set
+    ``records`` on the yielded record to what was read or written; the span carries them as
+    content (masked), with their count, and its start and end times say when the state changed::
+
+        with otel_llm_audit.memory_operation("search_memory", store_id="notes", query=q) as op:
+            op.records = [{"id": n.id, "content": n.text} for n in store.search(q)]
+    """
+    record = MemoryOperation(operation, store_id=store_id, record_id=record_id, query=query, provider=provider)
+    step = None
+    try:
+        step = start_step(_tracer(), record)
+        step.__enter__()
+    except Exception as err:
+        _guard.report_internal_error("api.memory_operation", err)
+        step = None
+    if step is None:
+        yield record
         return
-    tracer = trace.get_tracer(_SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
+    try:
+        yield record
+    except BaseException as exc:
+        step.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    step.__exit__(None, None, None)
+
+
+def _tracer() -> trace.Tracer:
+    return trace.get_tracer(_SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
+
+
+def _span_context(value: str | SpanContext | None) -> SpanContext | None:
+    """A span context from a W3C traceparent string (or a span context), ``None`` if unusable."""
+    if value is None or isinstance(value, SpanContext):
+        return value
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        _guard.report_internal_error("api.traceparent", ValueError(f"not a traceparent: {value[:64]!r}"))
+        return None
+    ctx = SpanContext(
+        int(parts[1], 16), int(parts[2], 16), is_remote=True, trace_flags=TraceFlags(int(parts[3][:2], 16))
+    )
+    return ctx if ctx.is_valid else None
+
+
+def _traceparent(ctx: SpanContext) -> str:
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def _emit(
+    name: str,
+    build: Callable[[Span], dict[str, Any]],
+    link_to: SpanContext | None = None,
+) -> Span | None:
+    """Add event ``name`` to the current span, or to a short span of its own; returns the carrier."""
+    current = trace.get_current_span()
+    if current.is_recording():
+        add_audit_event(name, build(current), current)
+        if link_to is not None:
+            current.add_link(link_to, {semconv.LLM_AUDIT_LINK_TYPE: semconv.LlmAuditLinkTypeValues.RESUMES})
+        return current
     span_attrs: dict[str, Any] = {semconv.LLM_AUDIT_AUDIT_RECORD: True}
     identity = current_identity()  # our own spans carry the identity themselves
     if identity is not None:
         span_attrs.update(identity.attributes)
-    with tracer.start_as_current_span(name, attributes=span_attrs) as span:
-        span.add_event(name, attrs)
+    links = [Link(link_to, {semconv.LLM_AUDIT_LINK_TYPE: semconv.LlmAuditLinkTypeValues.RESUMES})] if link_to else None
+    with _tracer().start_as_current_span(name, attributes=span_attrs, links=links) as span:
+        span.add_event(name, build(span))
+    return span if span.is_recording() or span.get_span_context().is_valid else None

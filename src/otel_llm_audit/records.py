@@ -161,6 +161,24 @@ class LLMCall:
 
 
 @dataclass(slots=True)
+class StepPosition:
+    """Where in a framework's run a step happened: the run id, the graph node, the super-step."""
+
+    run_id: str | None = None
+    graph_node: str | None = None
+    graph_step: int | None = None
+
+
+@dataclass(slots=True)
+class CheckpointRef:
+    """Which saved workflow state a step read or wrote (LangGraph: thread, namespace, checkpoint)."""
+
+    thread_id: str | None = None
+    namespace: str | None = None
+    checkpoint_id: str | None = None
+
+
+@dataclass(slots=True)
 class ToolExecution:
     """A tool the application (or a framework) ran, usually because a model asked for it."""
 
@@ -171,6 +189,7 @@ class ToolExecution:
     arguments: Any = None
     result: Any = None
     agent_name: str | None = None
+    position: StepPosition | None = None
     error: ErrorInfo | None = None
 
 
@@ -188,6 +207,32 @@ class AgentInvocation:
     input_messages: list[Message] | None = None
     output_messages: list[Message] | None = None
     delegated_by: str | None = None
+    position: StepPosition | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(slots=True)
+class WorkflowInvocation:
+    """A workflow run: a graph or pipeline of agents and steps (``invoke_workflow``)."""
+
+    workflow_name: str | None
+    conversation_id: str | None = None
+    input_messages: list[Message] | None = None
+    output_messages: list[Message] | None = None
+    position: StepPosition | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(slots=True)
+class Retrieval:
+    """A search of a document store for content to give a model (RAG): the ``retrieval`` operation."""
+
+    data_source_id: str | None = None
+    query: str | None = None
+    documents: Sequence[Mapping[str, Any]] | None = None
+    top_k: int | None = None
+    provider: str | None = None
+    position: StepPosition | None = None
     error: ErrorInfo | None = None
 
 
@@ -201,6 +246,8 @@ class MemoryOperation:
     query: str | None = None
     records: Sequence[Mapping[str, Any]] | None = None
     provider: str | None = None
+    checkpoint: CheckpointRef | None = None
+    position: StepPosition | None = None
     error: ErrorInfo | None = None
 
 
@@ -213,6 +260,10 @@ class HumanReview:
     reviewer: str | None = None
     reason: str | None = None
     details: Mapping[str, Any] | None = None
+    #: The interrupt this review answers (the paused step's ``Interrupt.interrupt_id``).
+    interrupt_id: str | None = None
+    #: What the reviewer answered (the resume value), content like any other.
+    response: Any = None
 
 
 @dataclass(slots=True)
@@ -224,3 +275,33 @@ class PolicyEvent:
     source: str
     name: str | None = None
     details: Mapping[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Delegation:
+    """An agent handing work to another: who, to whom, how, with what, and what came back."""
+
+    source: str
+    target: str
+    kind: str | None = None
+    input: Any = None
+    output: Any = None
+
+
+@dataclass(slots=True)
+class Decision:
+    """A choice among options: a conditional edge, a tool or handoff an agent picked."""
+
+    point: str
+    chosen: Sequence[str]
+    options: Sequence[str] | None = None
+    reasoning: str | None = None
+    agent_name: str | None = None
+
+
+@dataclass(slots=True)
+class Interrupt:
+    """A workflow paused to put something to a human; the review that answers it has the same id."""
+
+    interrupt_id: str
+    value: Any = None

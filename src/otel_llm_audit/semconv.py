@@ -141,6 +141,8 @@ GEN_AI_DATA_SOURCE_ID: Final = "gen_ai.data_source.id"
 GEN_AI_RETRIEVAL_QUERY_TEXT: Final = "gen_ai.retrieval.query.text"
 #: The documents retrieved (an array of {id?, score?, ...}).
 GEN_AI_RETRIEVAL_DOCUMENTS: Final = "gen_ai.retrieval.documents"
+#: The number of documents the retrieval asked for.
+GEN_AI_RETRIEVAL_TOP_K: Final = "gen_ai.retrieval.top_k"
 #: The number of dimensions the resulting embeddings should have.
 GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
 
@@ -169,6 +171,24 @@ OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
 OPENAI_RESPONSE_SYSTEM_FINGERPRINT: Final = "openai.response.system_fingerprint"
 #: The OpenAI API used.
 OPENAI_API_TYPE: Final = "openai.api.type"
+
+# --- registry.mcp (upstream)
+# Model Context Protocol requests (client and server side).
+
+#: The JSON-RPC method of the MCP request or notification.
+MCP_METHOD_NAME: Final = "mcp.method.name"
+#: The MCP session id, when the transport has one (streamable HTTP).
+MCP_SESSION_ID: Final = "mcp.session.id"
+#: The MCP protocol version the session negotiated.
+MCP_PROTOCOL_VERSION: Final = "mcp.protocol.version"
+#: The URI of the resource a resources/* request is about.
+MCP_RESOURCE_URI: Final = "mcp.resource.uri"
+#: The JSON-RPC request id (absent on notifications).
+JSONRPC_REQUEST_ID: Final = "jsonrpc.request.id"
+#: The JSON-RPC error code, when the request failed.
+RPC_RESPONSE_STATUS_CODE: Final = "rpc.response.status_code"
+#: The transport the session runs over (pipe for stdio, tcp for HTTP).
+NETWORK_TRANSPORT: Final = "network.transport"
 
 # --- registry.error (upstream)
 # Error classification (core).
@@ -288,6 +308,62 @@ LLM_AUDIT_REVIEW_ACTION: Final = "llm_audit.review.action"
 LLM_AUDIT_REVIEW_REVIEWER: Final = "llm_audit.review.reviewer"
 #: The reason the reviewer gave, if any.
 LLM_AUDIT_REVIEW_REASON: Final = "llm_audit.review.reason"
+#: The id of the interrupt (the paused step) the review answers, when the flow paused for it.
+LLM_AUDIT_REVIEW_INTERRUPT_ID: Final = "llm_audit.review.interrupt.id"
+#: What the reviewer answered, as JSON (the resume value of the flow).
+LLM_AUDIT_REVIEW_RESPONSE: Final = "llm_audit.review.response"
+
+# --- registry.llm_audit.step (otel-llm-audit)
+# Where in an agent workflow a span happened (run, graph node, super-step).
+
+#: The framework's id of this run or step (a LangChain run id, an Agents SDK span id).
+LLM_AUDIT_RUN_ID: Final = "llm_audit.run.id"
+#: The graph node the step ran in (LangGraph node name).
+LLM_AUDIT_GRAPH_NODE: Final = "llm_audit.graph.node"
+#: The super-step number of the graph run in which the step ran.
+LLM_AUDIT_GRAPH_STEP: Final = "llm_audit.graph.step"
+#: The thread (conversation) a workflow checkpoint belongs to.
+LLM_AUDIT_CHECKPOINT_THREAD_ID: Final = "llm_audit.checkpoint.thread_id"
+#: The checkpoint namespace (empty for the root graph, the subgraph path otherwise).
+LLM_AUDIT_CHECKPOINT_NS: Final = "llm_audit.checkpoint.ns"
+#: The id of the checkpoint read or written.
+LLM_AUDIT_CHECKPOINT_ID: Final = "llm_audit.checkpoint.id"
+#: Why a span links to another (a span-link attribute).
+LLM_AUDIT_LINK_TYPE: Final = "llm_audit.link.type"
+
+# --- registry.llm_audit.delegation (otel-llm-audit)
+# An agent handing work to another agent.
+
+#: The agent (or graph node) that delegated.
+LLM_AUDIT_DELEGATION_SOURCE: Final = "llm_audit.delegation.source"
+#: The agent (or graph node) that received the work.
+LLM_AUDIT_DELEGATION_TARGET: Final = "llm_audit.delegation.target"
+#: How the work was handed over.
+LLM_AUDIT_DELEGATION_KIND: Final = "llm_audit.delegation.kind"
+#: The instructions or input passed to the delegate, as JSON.
+LLM_AUDIT_DELEGATION_INPUT: Final = "llm_audit.delegation.input"
+#: What came back from the delegate, as JSON.
+LLM_AUDIT_DELEGATION_OUTPUT: Final = "llm_audit.delegation.output"
+
+# --- registry.llm_audit.decision (otel-llm-audit)
+# A decision point in an agent workflow (a branch, a tool choice, a handoff choice).
+
+#: The decision point, as the workflow names it (a conditional edge, tool_choice, handoff).
+LLM_AUDIT_DECISION_POINT: Final = "llm_audit.decision.point"
+#: The option or options taken.
+LLM_AUDIT_DECISION_CHOSEN: Final = "llm_audit.decision.chosen"
+#: The options the decision point had, when known.
+LLM_AUDIT_DECISION_OPTIONS: Final = "llm_audit.decision.options"
+#: The reasoning the model or the application stated for the choice, when exposed.
+LLM_AUDIT_DECISION_REASONING: Final = "llm_audit.decision.reasoning"
+
+# --- registry.llm_audit.interrupt (otel-llm-audit)
+# A workflow paused for a human (LangGraph interrupt, a tool awaiting approval).
+
+#: The id of the interrupt; the review that answers it carries the same id.
+LLM_AUDIT_INTERRUPT_ID: Final = "llm_audit.interrupt.id"
+#: What was put to the human, as JSON.
+LLM_AUDIT_INTERRUPT_VALUE: Final = "llm_audit.interrupt.value"
 
 # --- registry.llm_audit.audit (otel-llm-audit)
 # Markers that make our spans findable and routable.
@@ -530,12 +606,40 @@ class LlmAuditReviewActionValues:
     ESCALATED: Final = "escalated"
 
 
+class LlmAuditLinkTypeValues:
+    """Well-known values of ``llm_audit.link.type``."""
+
+    #: This span resumes the run the linked span paused.
+    RESUMES: Final = "resumes"
+    #: This run was delegated by the linked span.
+    DELEGATED_FROM: Final = "delegated_from"
+
+
+class LlmAuditDelegationKindValues:
+    """Well-known values of ``llm_audit.delegation.kind``."""
+
+    #: Control passed to the other agent for the rest of the turn.
+    HANDOFF: Final = "handoff"
+    #: The other agent ran as a tool and its answer came back.
+    AGENT_AS_TOOL: Final = "agent_as_tool"
+    #: A LangGraph subgraph ran as a node.
+    SUBGRAPH: Final = "subgraph"
+    #: A LangGraph Command(goto=...) routed to another node.
+    GOTO: Final = "goto"
+
+
 # Events (log records with an event name).
 
 #: A policy or guardrail decision about an LLM call (block, flag, redact, refusal, budget...).
 EVENT_LLM_AUDIT_POLICY: Final = "llm_audit.policy"
 #: A person reviewed something an LLM or agent proposed, and acted on it.
 EVENT_LLM_AUDIT_HUMAN_REVIEW: Final = "llm_audit.human_review"
+#: An agent handed work to another agent.
+EVENT_LLM_AUDIT_DELEGATION: Final = "llm_audit.delegation"
+#: A workflow or agent chose among options (a conditional edge, a tool, a handoff).
+EVENT_LLM_AUDIT_DECISION: Final = "llm_audit.decision"
+#: A workflow paused to put something to a human.
+EVENT_LLM_AUDIT_INTERRUPT: Final = "llm_audit.interrupt"
 
 # Metrics: name, unit, description and, for histograms, explicit bucket boundaries.
 
@@ -676,6 +780,7 @@ ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
         GEN_AI_RETRIEVAL_DOCUMENTS,
         GEN_AI_RETRIEVAL_QUERY_TEXT,
+        GEN_AI_RETRIEVAL_TOP_K,
         GEN_AI_SYSTEM_INSTRUCTIONS,
         GEN_AI_TOKEN_TYPE,
         GEN_AI_TOOL_CALL_ARGUMENTS,
@@ -691,17 +796,35 @@ ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         GEN_AI_USAGE_OUTPUT_TOKENS,
         GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
         GEN_AI_WORKFLOW_NAME,
+        JSONRPC_REQUEST_ID,
         LLM_AUDIT_ACTOR_TYPE,
         LLM_AUDIT_APPLICATION,
         LLM_AUDIT_AUDIT_RECORD,
         LLM_AUDIT_AUTH_METHOD,
+        LLM_AUDIT_CHECKPOINT_ID,
+        LLM_AUDIT_CHECKPOINT_NS,
+        LLM_AUDIT_CHECKPOINT_THREAD_ID,
         LLM_AUDIT_CONTENT_HASHES,
         LLM_AUDIT_CONTENT_MODE,
         LLM_AUDIT_CONTENT_TRUNCATED,
         LLM_AUDIT_COST_INPUT_USD,
         LLM_AUDIT_COST_OUTPUT_USD,
         LLM_AUDIT_COST_USD,
+        LLM_AUDIT_DECISION_CHOSEN,
+        LLM_AUDIT_DECISION_OPTIONS,
+        LLM_AUDIT_DECISION_POINT,
+        LLM_AUDIT_DECISION_REASONING,
+        LLM_AUDIT_DELEGATION_INPUT,
+        LLM_AUDIT_DELEGATION_KIND,
+        LLM_AUDIT_DELEGATION_OUTPUT,
+        LLM_AUDIT_DELEGATION_SOURCE,
+        LLM_AUDIT_DELEGATION_TARGET,
         LLM_AUDIT_ERROR_COMPONENT,
+        LLM_AUDIT_GRAPH_NODE,
+        LLM_AUDIT_GRAPH_STEP,
+        LLM_AUDIT_INTERRUPT_ID,
+        LLM_AUDIT_INTERRUPT_VALUE,
+        LLM_AUDIT_LINK_TYPE,
         LLM_AUDIT_POLICY_ACTION,
         LLM_AUDIT_POLICY_CATEGORY,
         LLM_AUDIT_POLICY_DETAILS,
@@ -715,16 +838,25 @@ ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_REDACTION_POLICY_VERSION,
         LLM_AUDIT_REDACTION_STATUS,
         LLM_AUDIT_REVIEW_ACTION,
+        LLM_AUDIT_REVIEW_INTERRUPT_ID,
         LLM_AUDIT_REVIEW_REASON,
+        LLM_AUDIT_REVIEW_RESPONSE,
         LLM_AUDIT_REVIEW_REVIEWER,
         LLM_AUDIT_REVIEW_SUBJECT,
+        LLM_AUDIT_RUN_ID,
         LLM_AUDIT_SDK_VERSION,
         LLM_AUDIT_TEAM,
         LLM_AUDIT_TENANT_ID,
+        MCP_METHOD_NAME,
+        MCP_PROTOCOL_VERSION,
+        MCP_RESOURCE_URI,
+        MCP_SESSION_ID,
+        NETWORK_TRANSPORT,
         OPENAI_API_TYPE,
         OPENAI_REQUEST_SERVICE_TIER,
         OPENAI_RESPONSE_SERVICE_TIER,
         OPENAI_RESPONSE_SYSTEM_FINGERPRINT,
+        RPC_RESPONSE_STATUS_CODE,
         SERVER_ADDRESS,
         SERVER_PORT,
         SESSION_ID,
@@ -739,13 +871,30 @@ LLM_AUDIT_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_APPLICATION,
         LLM_AUDIT_AUDIT_RECORD,
         LLM_AUDIT_AUTH_METHOD,
+        LLM_AUDIT_CHECKPOINT_ID,
+        LLM_AUDIT_CHECKPOINT_NS,
+        LLM_AUDIT_CHECKPOINT_THREAD_ID,
         LLM_AUDIT_CONTENT_HASHES,
         LLM_AUDIT_CONTENT_MODE,
         LLM_AUDIT_CONTENT_TRUNCATED,
         LLM_AUDIT_COST_INPUT_USD,
         LLM_AUDIT_COST_OUTPUT_USD,
         LLM_AUDIT_COST_USD,
+        LLM_AUDIT_DECISION_CHOSEN,
+        LLM_AUDIT_DECISION_OPTIONS,
+        LLM_AUDIT_DECISION_POINT,
+        LLM_AUDIT_DECISION_REASONING,
+        LLM_AUDIT_DELEGATION_INPUT,
+        LLM_AUDIT_DELEGATION_KIND,
+        LLM_AUDIT_DELEGATION_OUTPUT,
+        LLM_AUDIT_DELEGATION_SOURCE,
+        LLM_AUDIT_DELEGATION_TARGET,
         LLM_AUDIT_ERROR_COMPONENT,
+        LLM_AUDIT_GRAPH_NODE,
+        LLM_AUDIT_GRAPH_STEP,
+        LLM_AUDIT_INTERRUPT_ID,
+        LLM_AUDIT_INTERRUPT_VALUE,
+        LLM_AUDIT_LINK_TYPE,
         LLM_AUDIT_POLICY_ACTION,
         LLM_AUDIT_POLICY_CATEGORY,
         LLM_AUDIT_POLICY_DETAILS,
@@ -759,9 +908,12 @@ LLM_AUDIT_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_REDACTION_POLICY_VERSION,
         LLM_AUDIT_REDACTION_STATUS,
         LLM_AUDIT_REVIEW_ACTION,
+        LLM_AUDIT_REVIEW_INTERRUPT_ID,
         LLM_AUDIT_REVIEW_REASON,
+        LLM_AUDIT_REVIEW_RESPONSE,
         LLM_AUDIT_REVIEW_REVIEWER,
         LLM_AUDIT_REVIEW_SUBJECT,
+        LLM_AUDIT_RUN_ID,
         LLM_AUDIT_SDK_VERSION,
         LLM_AUDIT_TEAM,
         LLM_AUDIT_TENANT_ID,
@@ -779,8 +931,12 @@ MASKED_JSON_KEYS: Final[frozenset[str]] = frozenset(
         GEN_AI_TOOL_CALL_ARGUMENTS,
         GEN_AI_TOOL_CALL_RESULT,
         GEN_AI_TOOL_DEFINITIONS,
+        LLM_AUDIT_DELEGATION_INPUT,
+        LLM_AUDIT_DELEGATION_OUTPUT,
+        LLM_AUDIT_INTERRUPT_VALUE,
         LLM_AUDIT_POLICY_DETAILS,
         LLM_AUDIT_PROMPT_VARIABLES,
+        LLM_AUDIT_REVIEW_RESPONSE,
     }
 )
 
@@ -791,6 +947,7 @@ MASKED_TEXT_KEYS: Final[frozenset[str]] = frozenset(
         EXCEPTION_STACKTRACE,
         GEN_AI_MEMORY_QUERY_TEXT,
         GEN_AI_RETRIEVAL_QUERY_TEXT,
+        LLM_AUDIT_DECISION_REASONING,
         LLM_AUDIT_REVIEW_REASON,
     }
 )

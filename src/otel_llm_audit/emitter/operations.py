@@ -12,6 +12,7 @@ These spans are not on a per-token hot path, so they are built with the SDK span
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -24,9 +25,21 @@ from otel_llm_audit.context import current_identity
 from otel_llm_audit.emitter import handoff
 from otel_llm_audit.emitter.attributes import AttributeValue, error_info, exception_event
 from otel_llm_audit.emitter.content import ContentEncoder, canonical_hash
-from otel_llm_audit.records import AgentInvocation, HumanReview, MemoryOperation, PolicyEvent, ToolExecution
+from otel_llm_audit.records import (
+    AgentInvocation,
+    Decision,
+    Delegation,
+    HumanReview,
+    Interrupt,
+    MemoryOperation,
+    PolicyEvent,
+    Retrieval,
+    StepPosition,
+    ToolExecution,
+    WorkflowInvocation,
+)
 
-Step = ToolExecution | AgentInvocation | MemoryOperation
+Step = ToolExecution | AgentInvocation | MemoryOperation | WorkflowInvocation | Retrieval
 
 
 class StepSpan:
@@ -55,8 +68,8 @@ class StepSpan:
             self._token = None
         self.end(exc if isinstance(exc, BaseException) else None)
 
-    def end(self, exc: BaseException | None = None) -> None:
-        """End the span once, with the record's final state."""
+    def end(self, exc: BaseException | None = None, end_time: int | None = None) -> None:
+        """End the span once, with the record's final state (``end_time`` in ns since the epoch)."""
         if self._ended:
             return
         self._ended = True
@@ -71,16 +84,38 @@ class StepSpan:
                 self.span.add_event(event.name, event.attributes)
         except Exception as err:  # our bookkeeping never reaches the application
             _guard.report_internal_error("emitter.step_end", err)
-        self.span.end()
+        self.span.end(end_time=end_time)
 
 
-def start_step(tracer: trace.Tracer, record: Step) -> StepSpan:
-    """Start the span of a step with its sampling-relevant attributes."""
+def start_step(
+    tracer: trace.Tracer,
+    record: Step,
+    *,
+    context: otel_context.Context | None = None,
+    links: Sequence[trace.Link] | None = None,
+    start_time: int | None = None,
+) -> StepSpan:
+    """Start the span of a step with its sampling-relevant attributes.
+
+    ``context`` is the parent (default: the current context). Framework callbacks pass the
+    span of the parent run explicitly, because a callback may run in another task or thread
+    than the step it reports. ``links`` point at related spans (a paused run this one resumes).
+    """
     name, kind, attrs = _step_start(record)
+    _put_position(attrs, record.position)
     identity = current_identity()
     if identity is not None:
         attrs.update(identity.attributes)
-    return StepSpan(tracer.start_span(name, kind=kind, attributes=attrs), record)
+    span = tracer.start_span(name, context, kind=kind, attributes=attrs, links=links, start_time=start_time)
+    return StepSpan(span, record)
+
+
+def _put_position(attrs: dict[str, AttributeValue], position: StepPosition | None) -> None:
+    if position is None:
+        return
+    _put(attrs, semconv.LLM_AUDIT_RUN_ID, position.run_id)
+    _put(attrs, semconv.LLM_AUDIT_GRAPH_NODE, position.graph_node)
+    _put(attrs, semconv.LLM_AUDIT_GRAPH_STEP, position.graph_step)
 
 
 def _step_start(record: Step) -> tuple[str, SpanKind, dict[str, AttributeValue]]:
@@ -100,6 +135,17 @@ def _step_start(record: Step) -> tuple[str, SpanKind, dict[str, AttributeValue]]
             attrs[semconv.GEN_AI_PROVIDER_NAME] = record.provider
         name = f"invoke_agent {record.agent_name}" if record.agent_name else "invoke_agent"
         return name, SpanKind.CLIENT if record.remote else SpanKind.INTERNAL, attrs
+    if isinstance(record, WorkflowInvocation):
+        attrs = {semconv.GEN_AI_OPERATION_NAME: "invoke_workflow"}
+        _put(attrs, semconv.GEN_AI_WORKFLOW_NAME, record.workflow_name)
+        name = f"invoke_workflow {record.workflow_name}" if record.workflow_name else "invoke_workflow"
+        return name, SpanKind.INTERNAL, attrs
+    if isinstance(record, Retrieval):
+        attrs = {semconv.GEN_AI_OPERATION_NAME: "retrieval"}
+        _put(attrs, semconv.GEN_AI_DATA_SOURCE_ID, record.data_source_id)
+        _put(attrs, semconv.GEN_AI_PROVIDER_NAME, record.provider)
+        name = f"retrieval {record.data_source_id}" if record.data_source_id else "retrieval"
+        return name, SpanKind.CLIENT, attrs
     attrs = {semconv.GEN_AI_OPERATION_NAME: record.operation}
     if record.provider:
         attrs[semconv.GEN_AI_PROVIDER_NAME] = record.provider
@@ -130,9 +176,26 @@ def step_end_attributes(record: Step, *, masked_downstream: bool = False) -> dic
             content.add(attrs, semconv.GEN_AI_INPUT_MESSAGES, [m.to_json_obj() for m in record.input_messages])
         if record.output_messages is not None:
             content.add(attrs, semconv.GEN_AI_OUTPUT_MESSAGES, [m.to_json_obj() for m in record.output_messages])
+    elif isinstance(record, WorkflowInvocation):
+        _put(attrs, semconv.GEN_AI_CONVERSATION_ID, record.conversation_id)
+        if record.input_messages is not None:
+            content.add(attrs, semconv.GEN_AI_INPUT_MESSAGES, [m.to_json_obj() for m in record.input_messages])
+        if record.output_messages is not None:
+            content.add(attrs, semconv.GEN_AI_OUTPUT_MESSAGES, [m.to_json_obj() for m in record.output_messages])
+    elif isinstance(record, Retrieval):
+        _put(attrs, semconv.GEN_AI_RETRIEVAL_TOP_K, record.top_k)
+        if record.query is not None:
+            content.add(attrs, semconv.GEN_AI_RETRIEVAL_QUERY_TEXT, record.query, as_text=True)
+        if record.documents is not None:
+            content.add(attrs, semconv.GEN_AI_RETRIEVAL_DOCUMENTS, [dict(d) for d in record.documents])
     else:
         _put(attrs, semconv.GEN_AI_MEMORY_STORE_ID, record.store_id)
         _put(attrs, semconv.GEN_AI_MEMORY_RECORD_ID, record.record_id)
+        checkpoint = record.checkpoint
+        if checkpoint is not None:
+            _put(attrs, semconv.LLM_AUDIT_CHECKPOINT_THREAD_ID, checkpoint.thread_id)
+            _put(attrs, semconv.LLM_AUDIT_CHECKPOINT_NS, checkpoint.namespace)
+            _put(attrs, semconv.LLM_AUDIT_CHECKPOINT_ID, checkpoint.checkpoint_id)
         if record.records is not None:
             attrs[semconv.GEN_AI_MEMORY_RECORD_COUNT] = len(record.records)
             content.add(attrs, semconv.GEN_AI_MEMORY_RECORDS, [dict(r) for r in record.records])
@@ -171,6 +234,13 @@ class _StepContent:
         if self.encoder.truncated:
             attrs[semconv.LLM_AUDIT_CONTENT_TRUNCATED] = True
 
+    def finish_event(self, attrs: dict[str, AttributeValue]) -> None:
+        """Like :meth:`finish` for an event: the mode is on its span, only hashes and truncation go here."""
+        if self.hashes:
+            attrs[semconv.LLM_AUDIT_CONTENT_HASHES] = json.dumps(self.hashes, separators=(",", ":"), sort_keys=True)
+        if self.encoder.truncated:
+            attrs[semconv.LLM_AUDIT_CONTENT_TRUNCATED] = True
+
 
 def policy_event_attributes(event: PolicyEvent) -> dict[str, AttributeValue]:
     """The ``llm_audit.policy`` event's attributes (never the content that triggered it)."""
@@ -185,8 +255,11 @@ def policy_event_attributes(event: PolicyEvent) -> dict[str, AttributeValue]:
     return attrs
 
 
-def human_review_attributes(review: HumanReview) -> dict[str, AttributeValue]:
-    """The ``llm_audit.human_review`` event's attributes; the reviewer defaults to the acting user."""
+def human_review_attributes(review: HumanReview, span: Span | None = None) -> dict[str, AttributeValue]:
+    """The ``llm_audit.human_review`` event's attributes; the reviewer defaults to the acting user.
+
+    The reason and the response are content: they follow the ``content`` setting for ``span``.
+    """
     attrs: dict[str, AttributeValue] = {
         semconv.LLM_AUDIT_REVIEW_SUBJECT: review.subject,
         semconv.LLM_AUDIT_REVIEW_ACTION: review.action,
@@ -196,8 +269,55 @@ def human_review_attributes(review: HumanReview) -> dict[str, AttributeValue]:
         identity = current_identity()
         reviewer = identity.user_id if identity is not None else None
     _put(attrs, semconv.LLM_AUDIT_REVIEW_REVIEWER, reviewer)
-    _put(attrs, semconv.LLM_AUDIT_REVIEW_REASON, review.reason)
+    _put(attrs, semconv.LLM_AUDIT_REVIEW_INTERRUPT_ID, review.interrupt_id)
+    content = _event_content(span)
+    content.add(attrs, semconv.LLM_AUDIT_REVIEW_REASON, review.reason, as_text=True)
+    content.add(attrs, semconv.LLM_AUDIT_REVIEW_RESPONSE, review.response)
+    content.finish_event(attrs)
     return attrs
+
+
+def delegation_attributes(delegation: Delegation, span: Span | None = None) -> dict[str, AttributeValue]:
+    """The ``llm_audit.delegation`` event's attributes; input and output follow the content setting."""
+    attrs: dict[str, AttributeValue] = {
+        semconv.LLM_AUDIT_DELEGATION_SOURCE: delegation.source,
+        semconv.LLM_AUDIT_DELEGATION_TARGET: delegation.target,
+    }
+    _put(attrs, semconv.LLM_AUDIT_DELEGATION_KIND, delegation.kind)
+    content = _event_content(span)
+    content.add(attrs, semconv.LLM_AUDIT_DELEGATION_INPUT, delegation.input)
+    content.add(attrs, semconv.LLM_AUDIT_DELEGATION_OUTPUT, delegation.output)
+    content.finish_event(attrs)
+    return attrs
+
+
+def decision_attributes(decision: Decision, span: Span | None = None) -> dict[str, AttributeValue]:
+    """The ``llm_audit.decision`` event's attributes; the stated reasoning follows the content setting."""
+    attrs: dict[str, AttributeValue] = {
+        semconv.LLM_AUDIT_DECISION_POINT: decision.point,
+        semconv.LLM_AUDIT_DECISION_CHOSEN: [str(c) for c in decision.chosen],
+    }
+    if decision.options is not None:
+        attrs[semconv.LLM_AUDIT_DECISION_OPTIONS] = [str(o) for o in decision.options]
+    _put(attrs, semconv.GEN_AI_AGENT_NAME, decision.agent_name)
+    content = _event_content(span)
+    content.add(attrs, semconv.LLM_AUDIT_DECISION_REASONING, decision.reasoning, as_text=True)
+    content.finish_event(attrs)
+    return attrs
+
+
+def interrupt_attributes(interrupt: Interrupt, span: Span | None = None) -> dict[str, AttributeValue]:
+    """The ``llm_audit.interrupt`` event's attributes; what was put to the human is content."""
+    attrs: dict[str, AttributeValue] = {semconv.LLM_AUDIT_INTERRUPT_ID: interrupt.interrupt_id}
+    content = _event_content(span)
+    content.add(attrs, semconv.LLM_AUDIT_INTERRUPT_VALUE, interrupt.value)
+    content.finish_event(attrs)
+    return attrs
+
+
+def _event_content(span: Span | None) -> _StepContent:
+    target = span if span is not None else trace.get_current_span()
+    return _StepContent(_masked_downstream(target))
 
 
 def add_audit_event(name: str, attrs: dict[str, AttributeValue], span: Span | None = None) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,8 @@ from otel_llm_audit.emitter.attributes import (
 )
 from otel_llm_audit.emitter.deferred import DeferredSpan, light_span
 from otel_llm_audit.emitter.metrics import MetricsRecorder
-from otel_llm_audit.emitter.operations import StepSpan, start_step
-from otel_llm_audit.records import AgentInvocation, LLMCall, MemoryOperation, ToolExecution
+from otel_llm_audit.emitter.operations import Step, StepSpan, start_step
+from otel_llm_audit.records import LLMCall
 
 
 @dataclass(slots=True)
@@ -215,9 +216,20 @@ class Emitter:
             _guard.report_internal_error("emitter.metrics", err)
         return content
 
-    def start_step(self, record: ToolExecution | AgentInvocation | MemoryOperation) -> StepSpan:
-        """Start an agent, tool or memory step; use the result as a context manager around the step."""
-        return start_step(self._tracer, record)
+    def start_step(
+        self,
+        record: Step,
+        *,
+        context: otel_context.Context | None = None,
+        links: Sequence[trace.Link] | None = None,
+        start_time: int | None = None,
+    ) -> StepSpan:
+        """Start an agent, tool, workflow, retrieval or memory step.
+
+        Use the result as a context manager around the step, or call its ``end()`` when the
+        step ends (framework callbacks do: start and end arrive as separate calls).
+        """
+        return start_step(self._tracer, record, context=context, links=links, start_time=start_time)
 
     def _recorder(self) -> MetricsRecorder:
         recorder = self._metrics
