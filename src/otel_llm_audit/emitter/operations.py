@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit.config import ContentMode, effective_settings, get_settings
 from otel_llm_audit.context import current_identity
-from otel_llm_audit.emitter import handoff
+from otel_llm_audit.emitter import handoff, parents
 from otel_llm_audit.emitter.attributes import AttributeValue, error_info, exception_event
 from otel_llm_audit.emitter.content import ContentEncoder, canonical_hash
 from otel_llm_audit.records import (
@@ -103,6 +103,8 @@ def start_step(
     """
     name, kind, attrs = _step_start(record)
     _put_position(attrs, record.position)
+    if context is None:
+        context = parents.parent_context()
     identity = current_identity()
     if identity is not None:
         attrs.update(identity.attributes)

@@ -27,7 +27,7 @@ from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
 from otel_llm_audit.config import Settings, effective_settings, get_settings
 from otel_llm_audit.context import AuditIdentity, current_identity
-from otel_llm_audit.emitter import handoff
+from otel_llm_audit.emitter import handoff, parents
 from otel_llm_audit.emitter.attributes import (
     SpanContent,
     error_info,
@@ -121,7 +121,9 @@ class Emitter:
             pipeline = handoff.pipeline_for(tracer.span_processor)
             if pipeline is not None:
                 return self._start_deferred(tracer, pipeline, name, attrs, record, identity)
-        span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=record.start_ns)
+        span = tracer.start_span(
+            name, parents.parent_context(), kind=SpanKind.CLIENT, attributes=attrs, start_time=record.start_ns
+        )
         if not span.is_recording():
             span.end()
             return None
@@ -137,7 +139,7 @@ class Emitter:
         identity: AuditIdentity | None,
     ) -> LLMCallSpan | None:
         """The fast path: a span context from the provider's own id generator and sampler, no SDK span."""
-        ctx = otel_context.get_current()
+        ctx = parents.parent_context() or otel_context.get_current()
         parent: SpanContext | None = trace.get_current_span(ctx).get_span_context()
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
