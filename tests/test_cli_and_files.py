@@ -108,3 +108,55 @@ def test_reader_skips_and_counts_malformed_lines(tmp_path: Path) -> None:
     path.write_bytes(b'{"resourceSpans": []}\nnot json\n\xff\xfe garbage\n')
     spans, bad = read_spans(path)
     assert (spans, bad) == ([], 2)
+
+
+def test_tree_prints_agent_steps_audit_events_and_resume_links(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from rich.console import Console
+
+    import otel_llm_audit
+    from otel_llm_audit.cli.otlp_reader import read_spans
+    from otel_llm_audit.cli.tree import render_traces
+    from otel_llm_audit.config import Settings, set_settings
+    from otel_llm_audit.delivery.otlp_json import OtlpJsonFileSpanExporter
+    from otel_llm_audit.emitter.spans import Emitter
+    from otel_llm_audit.records import StepPosition, ToolExecution
+
+    path = tmp_path / "agents.jsonl"
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(OtlpJsonFileSpanExporter(path)))
+    emitter = Emitter("otel_llm_audit.test", provider)
+    set_settings(Settings.from_env(content="raw"))
+    try:
+        position = StepPosition(graph_node="pharmacist", graph_step=3)
+        tool = ToolExecution("check_interactions", call_id="call_1", arguments={"drug": "warfarin"}, position=position)
+        with emitter.start_step(tool) as step:
+            step.record.result = {"interactions": 0}
+            otel_llm_audit.record_decision("route", "pharmacist", options=["pharmacist", "physician"], reasoning="drug")
+            otel_llm_audit.record_delegation("supervisor", "pharmacist", kind="handoff", input={"task": "check"})
+            paused = otel_llm_audit.record_interrupt("int-1", {"question": "approve?"})
+            with otel_llm_audit.audit_context(user_id="dr-4711"):
+                otel_llm_audit.record_human_review("dose", "approved", interrupt_id="int-1", resumes=paused)
+            otel_llm_audit.record_policy_event("guardrail", "allowed", source="openai_agents", name="pii_check")
+    finally:
+        set_settings(None)
+        provider.shutdown()
+    spans, bad = read_spans(path)
+    assert bad == 0
+    (span,) = spans
+    assert span.links == [
+        {"trace_id": span.trace_id, "span_id": span.span_id, "attributes": {"llm_audit.link.type": "resumes"}}
+    ]
+    console = Console(record=True, width=200)
+    render_traces(spans, console)
+    lines = [line.strip(" │├└─") for line in console.export_text().splitlines()]
+    assert "step graph.node=pharmacist  graph.step=3  tool.call.id=call_1" in lines
+    assert 'gen_ai.tool.call.arguments {"drug":"warfarin"}' in lines
+    assert 'gen_ai.tool.call.result {"interactions":0}' in lines
+    assert "decision route: chose pharmacist of pharmacist, physician because drug" in lines
+    assert 'delegation supervisor -> pharmacist (handoff) with {"task":"check"}' in lines
+    assert 'paused for a human id=int-1 {"question":"approve?"}' in lines
+    assert "human review approved by dr-4711: dose" in lines
+    assert "policy guardrail allowed by openai_agents (pii_check)" in lines
+    assert f"resumes trace {span.trace_id} span {span.span_id}" in lines

@@ -26,6 +26,8 @@ class SpanView:
     scope: str
     attributes: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: Span links: ``{"trace_id", "span_id", "attributes"}`` (a resumed run points at its pause).
+    links: list[dict[str, Any]] = field(default_factory=list)
     status_code: int = 0
     status_message: str = ""
 
@@ -91,6 +93,14 @@ def _spans_of(request: dict[str, Any]) -> Iterator[SpanView]:
                     events=[
                         {"name": e.get("name", ""), "attributes": _attributes(e.get("attributes"))}
                         for e in span.get("events", [])
+                    ],
+                    links=[
+                        {
+                            "trace_id": link.get("traceId", ""),
+                            "span_id": link.get("spanId", ""),
+                            "attributes": _attributes(link.get("attributes")),
+                        }
+                        for link in span.get("links", [])
                     ],
                     status_code=int(status.get("code", 0)),
                     status_message=status.get("message", ""),

@@ -35,6 +35,28 @@ _MODEL_KEYS = (
     semconv.LLM_AUDIT_COST_USD,
     semconv.ERROR_TYPE,
 )
+#: Where in a workflow a step ran, and which saved state or MCP session it touched.
+_STEP_KEYS = (
+    semconv.GEN_AI_AGENT_NAME,
+    semconv.LLM_AUDIT_GRAPH_NODE,
+    semconv.LLM_AUDIT_GRAPH_STEP,
+    semconv.GEN_AI_TOOL_CALL_ID,
+    semconv.GEN_AI_DATA_SOURCE_ID,
+    semconv.GEN_AI_MEMORY_STORE_ID,
+    semconv.GEN_AI_MEMORY_RECORD_COUNT,
+    semconv.LLM_AUDIT_CHECKPOINT_THREAD_ID,
+    semconv.LLM_AUDIT_CHECKPOINT_ID,
+    semconv.MCP_METHOD_NAME,
+    semconv.MCP_SESSION_ID,
+)
+_STEP_CONTENT_KEYS = (
+    semconv.GEN_AI_TOOL_CALL_ARGUMENTS,
+    semconv.GEN_AI_TOOL_CALL_RESULT,
+    semconv.GEN_AI_RETRIEVAL_QUERY_TEXT,
+    semconv.GEN_AI_RETRIEVAL_DOCUMENTS,
+    semconv.GEN_AI_MEMORY_QUERY_TEXT,
+    semconv.GEN_AI_MEMORY_RECORDS,
+)
 _CONTENT_KEYS = (
     semconv.GEN_AI_SYSTEM_INSTRUCTIONS,
     semconv.GEN_AI_INPUT_MESSAGES,
@@ -89,9 +111,15 @@ def _details(span: SpanView) -> list[str]:
     ]
     if model:
         lines.append("[yellow]call[/yellow] " + "  ".join(model))
+    step = [f"{k.split('.', 1)[1]}={_short(attrs[k], 40)}" for k in _STEP_KEYS if k in attrs]
+    if step:
+        lines.append("[yellow]step[/yellow] " + "  ".join(step))
     for key in _CONTENT_KEYS:
         if key in attrs:
             lines.append(f"[magenta]{key}[/magenta] {_preview(attrs[key])}")
+    for key in _STEP_CONTENT_KEYS:
+        if key in attrs:
+            lines.append(f"[magenta]{key}[/magenta] {_short(attrs[key], 120)}")
     if semconv.LLM_AUDIT_CONTENT_HASHES in attrs:
         lines.append(f"[magenta]content hashes[/magenta] {_short(attrs[semconv.LLM_AUDIT_CONTENT_HASHES], 90)}")
     if semconv.LLM_AUDIT_REDACTION_STATUS in attrs:
@@ -105,8 +133,47 @@ def _details(span: SpanView) -> list[str]:
                 redaction.append(f"{label}={attrs[key]}")
         lines.append("[blue]masking[/blue] " + "  ".join(redaction))
     for event in span.events:
-        lines.append(f"[red]event[/red] {event['name']} {_short(json.dumps(event['attributes']), 100)}")
+        lines.append(_event_line(event["name"], event["attributes"]))
+    for link in span.links:
+        kind = link["attributes"].get(semconv.LLM_AUDIT_LINK_TYPE, "linked")
+        lines.append(f"[blue]{kind}[/blue] trace {link['trace_id']} span {link['span_id']}")
     return lines
+
+
+def _event_line(name: str, attrs: dict[str, Any]) -> str:
+    """One line per audit event, in the words an investigator uses."""
+    if name == semconv.EVENT_LLM_AUDIT_DECISION:
+        options = attrs.get(semconv.LLM_AUDIT_DECISION_OPTIONS)
+        among = f" of {', '.join(options)}" if options else ""
+        why = attrs.get(semconv.LLM_AUDIT_DECISION_REASONING)
+        because = f" because {_short(why, 80)}" if why else ""
+        chosen = ", ".join(attrs.get(semconv.LLM_AUDIT_DECISION_CHOSEN, []))
+        return f"[red]decision[/red] {attrs.get(semconv.LLM_AUDIT_DECISION_POINT)}: chose {chosen}{among}{because}"
+    if name == semconv.EVENT_LLM_AUDIT_DELEGATION:
+        kind = attrs.get(semconv.LLM_AUDIT_DELEGATION_KIND, "delegation")
+        given = attrs.get(semconv.LLM_AUDIT_DELEGATION_INPUT)
+        with_input = f" with {_short(given, 80)}" if given else ""
+        source, target = attrs.get(semconv.LLM_AUDIT_DELEGATION_SOURCE), attrs.get(semconv.LLM_AUDIT_DELEGATION_TARGET)
+        return f"[red]delegation[/red] {source} -> {target} ({kind}){with_input}"
+    if name == semconv.EVENT_LLM_AUDIT_INTERRUPT:
+        asked = attrs.get(semconv.LLM_AUDIT_INTERRUPT_VALUE)
+        return f"[red]paused for a human[/red] id={attrs.get(semconv.LLM_AUDIT_INTERRUPT_ID)} {_short(asked or '', 90)}"
+    if name == semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW:
+        who = attrs.get(semconv.LLM_AUDIT_REVIEW_REVIEWER, "?")
+        answer = attrs.get(semconv.LLM_AUDIT_REVIEW_RESPONSE)
+        said = f" answer {_short(answer, 60)}" if answer else ""
+        return (
+            f"[red]human review[/red] {attrs.get(semconv.LLM_AUDIT_REVIEW_ACTION)} by {who}: "
+            f"{attrs.get(semconv.LLM_AUDIT_REVIEW_SUBJECT)}{said}"
+        )
+    if name == semconv.EVENT_LLM_AUDIT_POLICY:
+        rule = attrs.get(semconv.LLM_AUDIT_POLICY_NAME)
+        return (
+            f"[red]policy[/red] {attrs.get(semconv.LLM_AUDIT_POLICY_CATEGORY)} "
+            f"{attrs.get(semconv.LLM_AUDIT_POLICY_ACTION)} by {attrs.get(semconv.LLM_AUDIT_POLICY_SOURCE)}"
+            + (f" ({rule})" if rule else "")
+        )
+    return f"[red]event[/red] {name} {_short(json.dumps(attrs), 100)}"
 
 
 def _preview(raw: Any) -> str:
