@@ -25,6 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = commands.add_parser("show", help="print the traces in an OTLP JSON file as trees")
     show.add_argument("file", help="OTLP JSON lines file (ours or the collector's file exporter)")
     show.add_argument("--trace", dest="trace_id", help="only this trace id (hex)")
+    show.add_argument(
+        "--steps",
+        action="store_true",
+        help="tell each workflow as numbered steps (following resumed runs in other traces) instead of a tree",
+    )
 
     args = parser.parse_args(argv)
     console = Console()
@@ -36,7 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from otel_llm_audit.cli.tree import render_traces
 
     spans, bad = read_spans(args.file)
-    count = render_traces(spans, console, trace_id=args.trace_id)
+    if args.steps:
+        from otel_llm_audit.cli.steps import render_steps
+
+        count = render_steps(spans, console, trace_id=args.trace_id)
+    else:
+        count = render_traces(spans, console, trace_id=args.trace_id)
     if bad:
         console.print(f"[yellow]{bad} unreadable lines skipped[/yellow]")
     if count == 0:

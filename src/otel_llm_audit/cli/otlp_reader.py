@@ -91,7 +91,11 @@ def _spans_of(request: dict[str, Any]) -> Iterator[SpanView]:
                     scope=scope,
                     attributes=_attributes(span.get("attributes")),
                     events=[
-                        {"name": e.get("name", ""), "attributes": _attributes(e.get("attributes"))}
+                        {
+                            "name": e.get("name", ""),
+                            "time_ns": int(e.get("timeUnixNano", 0)),
+                            "attributes": _attributes(e.get("attributes")),
+                        }
                         for e in span.get("events", [])
                     ],
                     links=[

@@ -8,10 +8,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
 from otel_llm_audit import semconv
 from otel_llm_audit.cli.otlp_reader import SpanView
+from otel_llm_audit.cli.steps import event_text
 
 _IDENTITY_KEYS = (
     semconv.USER_ID,
@@ -142,38 +144,7 @@ def _details(span: SpanView) -> list[str]:
 
 def _event_line(name: str, attrs: dict[str, Any]) -> str:
     """One line per audit event, in the words an investigator uses."""
-    if name == semconv.EVENT_LLM_AUDIT_DECISION:
-        options = attrs.get(semconv.LLM_AUDIT_DECISION_OPTIONS)
-        among = f" of {', '.join(options)}" if options else ""
-        why = attrs.get(semconv.LLM_AUDIT_DECISION_REASONING)
-        because = f" because {_short(why, 80)}" if why else ""
-        chosen = ", ".join(attrs.get(semconv.LLM_AUDIT_DECISION_CHOSEN, []))
-        return f"[red]decision[/red] {attrs.get(semconv.LLM_AUDIT_DECISION_POINT)}: chose {chosen}{among}{because}"
-    if name == semconv.EVENT_LLM_AUDIT_DELEGATION:
-        kind = attrs.get(semconv.LLM_AUDIT_DELEGATION_KIND, "delegation")
-        given = attrs.get(semconv.LLM_AUDIT_DELEGATION_INPUT)
-        with_input = f" with {_short(given, 80)}" if given else ""
-        source, target = attrs.get(semconv.LLM_AUDIT_DELEGATION_SOURCE), attrs.get(semconv.LLM_AUDIT_DELEGATION_TARGET)
-        return f"[red]delegation[/red] {source} -> {target} ({kind}){with_input}"
-    if name == semconv.EVENT_LLM_AUDIT_INTERRUPT:
-        asked = attrs.get(semconv.LLM_AUDIT_INTERRUPT_VALUE)
-        return f"[red]paused for a human[/red] id={attrs.get(semconv.LLM_AUDIT_INTERRUPT_ID)} {_short(asked or '', 90)}"
-    if name == semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW:
-        who = attrs.get(semconv.LLM_AUDIT_REVIEW_REVIEWER, "?")
-        answer = attrs.get(semconv.LLM_AUDIT_REVIEW_RESPONSE)
-        said = f" answer {_short(answer, 60)}" if answer else ""
-        return (
-            f"[red]human review[/red] {attrs.get(semconv.LLM_AUDIT_REVIEW_ACTION)} by {who}: "
-            f"{attrs.get(semconv.LLM_AUDIT_REVIEW_SUBJECT)}{said}"
-        )
-    if name == semconv.EVENT_LLM_AUDIT_POLICY:
-        rule = attrs.get(semconv.LLM_AUDIT_POLICY_NAME)
-        return (
-            f"[red]policy[/red] {attrs.get(semconv.LLM_AUDIT_POLICY_CATEGORY)} "
-            f"{attrs.get(semconv.LLM_AUDIT_POLICY_ACTION)} by {attrs.get(semconv.LLM_AUDIT_POLICY_SOURCE)}"
-            + (f" ({rule})" if rule else "")
-        )
-    return f"[red]event[/red] {name} {_short(json.dumps(attrs), 100)}"
+    return f"[red]{escape(event_text(name, attrs))}[/red]"
 
 
 def _preview(raw: Any) -> str:
