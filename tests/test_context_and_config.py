@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 from opentelemetry import baggage, propagate
@@ -11,8 +12,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_llm_audit import AuditIdentitySpanProcessor, audit_context, current_identity, semconv
-from otel_llm_audit.config import ContentMode, Settings
+from otel_llm_audit import AuditIdentity, AuditIdentitySpanProcessor, audit_context, current_identity, semconv
+from otel_llm_audit.config import ContentMode, Settings, set_settings
 from otel_llm_audit.context import allowed_baggage_fields
 
 FULL = {
@@ -24,6 +25,14 @@ FULL = {
     semconv.LLM_AUDIT_TEAM: "triage",
     semconv.LLM_AUDIT_APPLICATION: "discharge-assistant",
 }
+
+
+@pytest.fixture(autouse=True)
+def _settings_read_afresh() -> Iterator[None]:
+    """Tests here change the environment: settings cached from it must not outlive them."""
+    set_settings(None)
+    yield
+    set_settings(None)
 
 
 def _ctx() -> audit_context:
@@ -95,6 +104,7 @@ def test_baggage_carries_only_allowed_keys_and_downstream_restores_them(
     monkeypatch: pytest.MonkeyPatch, traced: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
     monkeypatch.setenv("OTEL_LLM_AUDIT_BAGGAGE_KEYS", "tenant_id,llm_audit.team")
+    set_settings(None)  # settings are read from the environment again
     carrier: dict[str, str] = {}
     with _ctx():
         propagate.inject(carrier)
@@ -117,8 +127,24 @@ def test_baggage_carries_only_allowed_keys_and_downstream_restores_them(
 
 def test_downstream_ignores_baggage_keys_it_does_not_allow(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_LLM_AUDIT_BAGGAGE_KEYS", "")
+    set_settings(None)
     ctx = baggage.set_baggage(semconv.USER_ID, "spoofed")
     assert current_identity(ctx) is None
+
+
+def test_baggage_keys_given_in_code_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_LLM_AUDIT_BAGGAGE_KEYS", "")
+    set_settings(Settings.from_env(baggage_keys="tenant_id"))  # what configure(baggage_keys=...) does
+    try:
+        carrier: dict[str, str] = {}
+        with _ctx():
+            propagate.inject(carrier)
+        assert carrier["baggage"] == "llm_audit.tenant.id=clinic-3"
+        assert current_identity(baggage.set_baggage(semconv.LLM_AUDIT_TENANT_ID, "clinic-3")) == AuditIdentity(
+            tenant_id="clinic-3"
+        )
+    finally:
+        set_settings(None)
 
 
 def test_allowed_baggage_fields_parsing() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import Token
 from dataclasses import dataclass, field, fields, replace
@@ -80,12 +79,13 @@ class AuditIdentity:
 
 
 def allowed_baggage_fields(raw: str | None = None) -> frozenset[str]:
-    """Identity fields allowed to travel as baggage, from ``OTEL_LLM_AUDIT_BAGGAGE_KEYS``.
+    """Identity fields allowed to travel as baggage: the ``baggage_keys`` setting in force.
 
-    Accepts field names (``tenant_id``) or attribute keys (``llm_audit.tenant.id``), comma
-    separated, or ``all``. Empty by default: user ids are personal data.
+    That is ``configure(baggage_keys=...)``, else ``OTEL_LLM_AUDIT_BAGGAGE_KEYS``. Accepts field
+    names (``tenant_id``) or attribute keys (``llm_audit.tenant.id``), comma separated, or
+    ``all``. Empty by default: user ids are personal data.
     """
-    value = os.environ.get(BAGGAGE_KEYS_ENV, "") if raw is None else raw
+    value = _baggage_keys_setting() if raw is None else raw
     by_attribute = {attr: name for name, attr in FIELD_ATTRIBUTES.items()}
     allowed: set[str] = set()
     for item in (part.strip() for part in value.split(",")):
@@ -133,7 +133,13 @@ def _allowed_for(raw: str) -> frozenset[str]:
 
 
 def _allowed_cache() -> frozenset[str]:
-    return _allowed_for(os.environ.get(BAGGAGE_KEYS_ENV, ""))
+    return _allowed_for(_baggage_keys_setting())
+
+
+def _baggage_keys_setting() -> str:
+    from otel_llm_audit.config import get_settings  # config is the one place settings are read
+
+    return get_settings().baggage_keys
 
 
 F = TypeVar("F", bound=Callable[..., Any])
