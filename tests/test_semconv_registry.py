@@ -278,6 +278,8 @@ def test_spans_events_and_metrics() -> None:
         "llm_audit.instrumentation.errors": ("counter", "{error}"),
         "llm_audit.redaction.spans": ("counter", "{span}"),
         "llm_audit.redaction.cache.lookups": ("counter", "{text}"),
+        "mcp.client.operation.duration": ("histogram", "s"),
+        "mcp.server.operation.duration": ("histogram", "s"),
     }
     assert [r.key for r in metrics["llm_audit.cost"].refs] == [
         "llm_audit.team",

@@ -224,6 +224,20 @@ class WorkflowInvocation:
 
 
 @dataclass(slots=True)
+class WorkflowStep:
+    """One step of a workflow that is neither an agent, a tool nor a model call: a graph node, a chain step.
+
+    The conventions have no operation for it, so its span (``step {name}``, INTERNAL) carries no
+    ``gen_ai.*`` keys, only where it ran (:class:`StepPosition`) and whether it failed. It exists
+    so the LLM calls, tools and sub-agents of the step nest under something that names it.
+    """
+
+    name: str
+    position: StepPosition | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(slots=True)
 class Retrieval:
     """A search of a document store for content to give a model (RAG): the ``retrieval`` operation."""
 
@@ -305,3 +319,43 @@ class Interrupt:
 
     interrupt_id: str
     value: Any = None
+
+
+@dataclass(slots=True)
+class McpRequest:
+    """One MCP (Model Context Protocol) request or notification, sent or handled by this process.
+
+    ``side`` says which end this process is: ``client`` when it sent the message (it waits
+    for the answer: a CLIENT span), ``server`` when it handles it (a SERVER span). A server
+    that asks its client something (sampling, roots) is the ``client`` of that request.
+    """
+
+    method: str
+    side: str = "client"
+    #: The JSON-RPC id; ``None`` for a notification.
+    request_id: str | int | None = None
+    #: The transport's session id (streamable HTTP), when it has one.
+    session_id: str | None = None
+    protocol_version: str | None = None
+    #: ``pipe`` (stdio) or ``tcp`` (HTTP), when the transport is known.
+    transport: str | None = None
+    #: Where the server listens (HTTP, client side).
+    server_address: str | None = None
+    server_port: int | None = None
+    #: ``tools/call``: the tool; ``prompts/get``: the prompt; ``resources/*``: the resource.
+    tool_name: str | None = None
+    prompt_name: str | None = None
+    resource_uri: str | None = None
+    #: Tool arguments (``tools/call``) or prompt arguments (``prompts/get``): content.
+    arguments: Any = None
+    #: What the tool returned (``tools/call``): content.
+    result: Any = None
+    #: The tool reported a failure in its result (``isError: true``) rather than as an error response.
+    tool_error: bool = False
+    #: The JSON-RPC error code of an error response.
+    error_code: int | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def notification(self) -> bool:
+        return self.request_id is None

@@ -732,6 +732,52 @@ METRIC_LLM_AUDIT_REDACTION_CACHE_LOOKUPS_DESCRIPTION: Final = (
     "Texts the masker looked up in its result cache, by hit or miss."
 )
 
+#: histogram: Duration of MCP requests and notifications as the side that sends them sees them.
+METRIC_MCP_CLIENT_OPERATION_DURATION: Final = "mcp.client.operation.duration"
+METRIC_MCP_CLIENT_OPERATION_DURATION_UNIT: Final = "s"
+METRIC_MCP_CLIENT_OPERATION_DURATION_DESCRIPTION: Final = (
+    "Duration of MCP requests and notifications as the side that sends them sees them."
+)
+METRIC_MCP_CLIENT_OPERATION_DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+
+#: histogram: Duration of MCP requests and notifications as the side that handles them sees them.
+METRIC_MCP_SERVER_OPERATION_DURATION: Final = "mcp.server.operation.duration"
+METRIC_MCP_SERVER_OPERATION_DURATION_UNIT: Final = "s"
+METRIC_MCP_SERVER_OPERATION_DURATION_DESCRIPTION: Final = (
+    "Duration of MCP requests and notifications as the side that handles them sees them."
+)
+METRIC_MCP_SERVER_OPERATION_DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+
 
 #: Every attribute key in the registry (upstream and ours).
 ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(

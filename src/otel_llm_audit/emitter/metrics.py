@@ -1,10 +1,12 @@
-"""The metrics every LLM call feeds: token usage, duration, time to first chunk, cost.
+"""The metrics every LLM call feeds (token usage, duration, time to first chunk, cost), and MCP durations.
 
 Instruments and bucket boundaries come from the registry (``semconv/``), so a dashboard built
 on these names breaks only when the registry says so.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from opentelemetry import metrics
 
@@ -41,6 +43,20 @@ class MetricsRecorder:
                 semconv.METRIC_GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK_BUCKETS
             ),
         )
+        self._mcp_duration = {
+            "client": meter.create_histogram(
+                semconv.METRIC_MCP_CLIENT_OPERATION_DURATION,
+                unit="s",
+                description="Duration of MCP requests and notifications as their sender sees them.",
+                explicit_bucket_boundaries_advisory=list(semconv.METRIC_MCP_CLIENT_OPERATION_DURATION_BUCKETS),
+            ),
+            "server": meter.create_histogram(
+                semconv.METRIC_MCP_SERVER_OPERATION_DURATION,
+                unit="s",
+                description="Duration of MCP requests and notifications as their handler sees them.",
+                explicit_bucket_boundaries_advisory=list(semconv.METRIC_MCP_SERVER_OPERATION_DURATION_BUCKETS),
+            ),
+        }
         self._cost = meter.create_counter(
             semconv.METRIC_LLM_AUDIT_COST,
             unit="USD",
@@ -53,6 +69,12 @@ class MetricsRecorder:
                 description="Exceptions raised and swallowed inside otel-llm-audit.",
             )
         )
+
+    def record_mcp_duration(self, side: str, seconds: float, dims: Mapping[str, str]) -> None:
+        """One MCP request or notification: ``side`` is ``client`` (sent) or ``server`` (handled)."""
+        histogram = self._mcp_duration.get(side)
+        if histogram is not None:
+            histogram.record(seconds, dict(dims))
 
     def record_llm_call(self, record: LLMCall, identity: AuditIdentity | None, cost_usd: float | None) -> None:
         """Feed one finished call to every instrument."""

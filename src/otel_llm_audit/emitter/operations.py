@@ -37,9 +37,10 @@ from otel_llm_audit.records import (
     StepPosition,
     ToolExecution,
     WorkflowInvocation,
+    WorkflowStep,
 )
 
-Step = ToolExecution | AgentInvocation | MemoryOperation | WorkflowInvocation | Retrieval
+Step = ToolExecution | AgentInvocation | MemoryOperation | WorkflowInvocation | Retrieval | WorkflowStep
 
 
 class StepSpan:
@@ -142,6 +143,9 @@ def _step_start(record: Step) -> tuple[str, SpanKind, dict[str, AttributeValue]]
         _put(attrs, semconv.GEN_AI_WORKFLOW_NAME, record.workflow_name)
         name = f"invoke_workflow {record.workflow_name}" if record.workflow_name else "invoke_workflow"
         return name, SpanKind.INTERNAL, attrs
+    if isinstance(record, WorkflowStep):
+        # No GenAI operation fits a graph node or chain step: no gen_ai.* keys, the position says it all.
+        return f"step {record.name}", SpanKind.INTERNAL, {}
     if isinstance(record, Retrieval):
         attrs = {semconv.GEN_AI_OPERATION_NAME: "retrieval"}
         _put(attrs, semconv.GEN_AI_DATA_SOURCE_ID, record.data_source_id)
@@ -162,6 +166,10 @@ def _masked_downstream(span: Span) -> bool:
 def step_end_attributes(record: Step, *, masked_downstream: bool = False) -> dict[str, AttributeValue]:
     """What the step learned by its end: ids, results, records, per the content setting."""
     attrs: dict[str, AttributeValue] = {}
+    if isinstance(record, WorkflowStep):  # no content of its own: only the outcome
+        if record.error is not None:
+            attrs[semconv.ERROR_TYPE] = record.error.type
+        return attrs
     content = _StepContent(masked_downstream)
     if isinstance(record, ToolExecution):
         _put(attrs, semconv.GEN_AI_TOOL_CALL_ID, record.call_id)

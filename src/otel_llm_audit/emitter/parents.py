@@ -14,6 +14,12 @@ resolvers and parents the span under the framework's step when that step is more
 the ambient OpenTelemetry span. Spans the application started inside the step remain the
 parent (they are more recent still). With no framework instrumented, the cost on the
 caller's thread is one empty-list check.
+
+A resolver may come with an *LLM-call* variant, consulted instead of it when the span about
+to start is a provider's LLM span: the framework learns that a model call of ours runs inside
+its step (LangChain: the chat model run it would otherwise report itself is covered, so no
+second LLM span is made). Every LLM-call variant is consulted for every LLM span, even after
+a parent was chosen, so none misses a call it should know about.
 """
 
 from __future__ import annotations
@@ -30,35 +36,50 @@ from otel_llm_audit import _guard
 Resolver = Callable[[], Span | None]
 
 _resolvers: list[Resolver] = []
+#: LLM-call variants of registered resolvers (see the module docstring).
+_llm_call_resolvers: dict[Resolver, Resolver] = {}
 
 
-def register(resolver: Resolver) -> None:
-    """Consult ``resolver`` when our spans start (a framework integration's ``instrument``)."""
+def register(resolver: Resolver, *, llm_call_resolver: Resolver | None = None) -> None:
+    """Consult ``resolver`` when our spans start (a framework integration's ``instrument``).
+
+    ``llm_call_resolver``, when given, is consulted instead for provider LLM spans.
+    """
     if resolver not in _resolvers:
         _resolvers.append(resolver)
+    if llm_call_resolver is not None:
+        _llm_call_resolvers[resolver] = llm_call_resolver
 
 
 def unregister(resolver: Resolver) -> None:
     """Stop consulting ``resolver`` (the integration's ``uninstrument``)."""
     if resolver in _resolvers:
         _resolvers.remove(resolver)
+    _llm_call_resolvers.pop(resolver, None)
 
 
-def parent_context() -> otel_context.Context | None:
-    """The context a new span of ours should start in, or ``None`` to use the current one."""
+def parent_context(*, llm_call: bool = False) -> otel_context.Context | None:
+    """The context a new span of ours should start in, or ``None`` to use the current one.
+
+    ``llm_call``: the span is a provider's LLM span (resolvers' LLM-call variants are asked).
+    """
     if not _resolvers:
         return None
     ctx = otel_context.get_current()
     ambient = trace.get_current_span(ctx)
+    chosen: Span | None = None
     for resolver in tuple(_resolvers):
+        variant = _llm_call_resolvers.get(resolver) if llm_call else None
+        if chosen is not None and variant is None:
+            continue  # a parent is chosen: only LLM-call variants still need to hear of the call
         try:
-            step = resolver()
+            step = (variant or resolver)()
         except Exception as err:
             _guard.report_internal_error("emitter.parent_resolver", err)
             continue
-        if step is not None and _more_recent(step, ambient):
-            return trace.set_span_in_context(step, ctx)
-    return None
+        if chosen is None and step is not None and _more_recent(step, ambient):
+            chosen = step
+    return trace.set_span_in_context(chosen, ctx) if chosen is not None else None
 
 
 def _more_recent(step: Span, ambient: Span) -> bool:

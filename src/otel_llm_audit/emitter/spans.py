@@ -36,9 +36,10 @@ from otel_llm_audit.emitter.attributes import (
     start_attributes,
 )
 from otel_llm_audit.emitter.deferred import DeferredSpan, light_span
+from otel_llm_audit.emitter.mcp import McpSpan, start_mcp
 from otel_llm_audit.emitter.metrics import MetricsRecorder
 from otel_llm_audit.emitter.operations import Step, StepSpan, start_step
-from otel_llm_audit.records import LLMCall
+from otel_llm_audit.records import LLMCall, McpRequest
 
 
 @dataclass(slots=True)
@@ -110,20 +111,25 @@ class Emitter:
         self._metrics_lock = threading.Lock()
         self._recorder()  # create the instruments now, while the meter provider is surely alive
 
-    def start_llm_call(self, record: LLMCall) -> LLMCallSpan | None:
-        """Start the span of a call; ``None`` when nothing records it (sampled out, no SDK)."""
+    def start_llm_call(self, record: LLMCall, *, context: otel_context.Context | None = None) -> LLMCallSpan | None:
+        """Start the span of a call; ``None`` when nothing records it (sampled out, no SDK).
+
+        ``context`` is the parent, for a framework that reports a model call it ran itself (a
+        LangChain chat model no provider instrumentor saw); by default the framework resolvers
+        and then the current context decide (:mod:`otel_llm_audit.emitter.parents`).
+        """
         # Identity goes on at completion: the sampling-relevant attributes alone are set at start.
         identity = current_identity()
         attrs = start_attributes(record)
         name = span_name(record.operation, record.request_model)
+        if context is None:
+            context = parents.parent_context(llm_call=True)
         tracer = self._tracer
         if isinstance(tracer, SdkTracer):
             pipeline = handoff.pipeline_for(tracer.span_processor)
             if pipeline is not None:
-                return self._start_deferred(tracer, pipeline, name, attrs, record, identity)
-        span = tracer.start_span(
-            name, parents.parent_context(), kind=SpanKind.CLIENT, attributes=attrs, start_time=record.start_ns
-        )
+                return self._start_deferred(tracer, pipeline, name, attrs, record, identity, context)
+        span = tracer.start_span(name, context, kind=SpanKind.CLIENT, attributes=attrs, start_time=record.start_ns)
         if not span.is_recording():
             span.end()
             return None
@@ -137,9 +143,10 @@ class Emitter:
         attrs: dict[str, Any],
         record: LLMCall,
         identity: AuditIdentity | None,
+        parent_ctx: otel_context.Context | None,
     ) -> LLMCallSpan | None:
         """The fast path: a span context from the provider's own id generator and sampler, no SDK span."""
-        ctx = parents.parent_context() or otel_context.get_current()
+        ctx = parent_ctx or otel_context.get_current()
         parent: SpanContext | None = trace.get_current_span(ctx).get_span_context()
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
@@ -232,6 +239,24 @@ class Emitter:
         step ends (framework callbacks do: start and end arrive as separate calls).
         """
         return start_step(self._tracer, record, context=context, links=links, start_time=start_time)
+
+    def start_mcp(
+        self,
+        record: McpRequest,
+        *,
+        context: otel_context.Context | None = None,
+        links: Sequence[trace.Link] | None = None,
+        merge_tool_spans: bool = True,
+    ) -> McpSpan:
+        """Start recording an MCP request or notification (see :func:`~otel_llm_audit.emitter.mcp.start_mcp`)."""
+        return start_mcp(
+            self._tracer,
+            record,
+            context=context,
+            links=links,
+            merge_tool_spans=merge_tool_spans,
+            metrics=self._recorder().record_mcp_duration,
+        )
 
     def _recorder(self) -> MetricsRecorder:
         recorder = self._metrics
