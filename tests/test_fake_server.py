@@ -166,6 +166,53 @@ def test_chat_tool_call_round_trip(client: Any) -> None:
     assert follow_up.choices[0].message.content == WEATHER
 
 
+def test_a_named_tool_choice_calls_that_tool_with_arguments_from_its_schema(client: Any) -> None:
+    order = {
+        "type": "function",
+        "function": {
+            "name": "order_drug",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "drug": {"type": "string", "examples": ["paracetamol", "ibuprofen"]},
+                    "route": {"type": "string", "enum": ["oral", "iv"]},
+                    "dose_mg": {"type": "integer", "default": 500},
+                    "urgent": {"type": "boolean"},
+                    "note": {"type": "string"},
+                },
+                "required": ["drug", "route", "dose_mg", "urgent", "note"],
+            },
+        },
+    }
+    first = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[user("Order it.")],
+        tools=[WEATHER_TOOL, order],
+        tool_choice={"type": "function", "function": {"name": "order_drug"}},
+    )
+    [call] = first.choices[0].message.tool_calls
+    assert (call.id, call.function.name) == ("call_fake_1", "order_drug")
+    assert json.loads(call.function.arguments) == {
+        "drug": "paracetamol",
+        "route": "oral",
+        "dose_mg": 500,
+        "urgent": True,
+        "note": "Paris",
+    }
+    # forced even after a tool turn, with the next call id
+    again = client.chat.completions.create(
+        model="gpt-4o-mini",
+        tools=[order],
+        tool_choice={"type": "function", "function": {"name": "order_drug"}},
+        messages=[
+            user("Order it."),
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
+            {"role": "tool", "tool_call_id": call.id, "content": "ordered"},
+        ],
+    )
+    assert again.choices[0].message.tool_calls[0].id == "call_fake_2"
+
+
 def test_chat_stream_with_usage_assembles_exact_text(client: Any) -> None:
     stream = client.chat.completions.create(
         model="gpt-4o-mini", messages=[user("Say hello")], stream=True, stream_options={"include_usage": True}

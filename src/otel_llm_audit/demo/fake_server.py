@@ -18,6 +18,21 @@ Scripting rules (all driven by the request, nothing random):
 * Chat/Responses with function tools and a last user turn call the first
   function tool with ``{"city": "Paris"}``; after a tool result the answer
   is the weather sentence; a json_schema format answers ``{"answer": "42"}``.
+* A named ``tool_choice`` (chat ``{"type": "function", "function": {"name":
+  N}}``, Responses ``{"type": "function", "name": N}``) calls tool ``N``
+  instead of the first, even after a tool turn (the API forces the call).
+  Such a forced call's arguments are ``{"city": "Paris"}`` unless the tool's
+  parameters require properties and ``city`` is not one of them: then each
+  required property gets its schema's first ``examples`` entry, its
+  ``default`` or its first ``enum`` value, else ``"Paris"`` (``1`` for
+  numbers, ``true`` for booleans), so agents' tools with other schemas
+  (``{"input": ...}``) accept them and a demo can script realistic
+  arguments; and its id is ``call_fake_N``, N one more than the tool calls
+  already in the conversation (agent SDKs refuse a reused call id).
+* ``[think aloud]`` in any prompt text (a message, the instructions) makes
+  a tool-call answer say :data:`TOOL_PREAMBLE` first: chat ``content``
+  beside ``tool_calls``, Responses a ``message`` output item before the
+  ``function_call`` (streamed as its own item).
 * Token counts: prompt = characters of all text // 4 + 1 (half of it cached
   when any text contains ``[cached]``), completion = len(answer) // 4 + 1.
 * Safety (model-name substrings, chat and Responses, streamed or not):
@@ -190,6 +205,9 @@ WEATHER_ANSWER = "The weather in Paris is 18°C and sunny."
 JSON_ANSWER = '{"answer": "42"}'
 TOOL_CALL_ID = "call_fake_1"
 TOOL_ARGUMENTS = '{"city": "Paris"}'
+#: What a tool-call answer says first when a prompt asks ``[think aloud]`` (the model's stated reasoning).
+TOOL_PREAMBLE = "I will call the tool to answer this."
+THINK_ALOUD_MARKER = "[think aloud]"
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 CHUNKS_HEADER = "x-fake-chunks"
 _DEFAULT_PIECE_CHARS = 4
@@ -300,11 +318,15 @@ class _Answer:
 
     text: str | None
     tool_name: str | None
+    arguments: str = TOOL_ARGUMENTS
+    call_id: str = TOOL_CALL_ID
+    #: Text said before a tool call (``[think aloud]``), else ``None``.
+    preamble: str | None = None
 
     @property
     def wire_text(self) -> str:
         """The generated characters: the text or the tool-call arguments."""
-        return self.text if self.text is not None else TOOL_ARGUMENTS
+        return self.text if self.text is not None else self.arguments
 
     @property
     def finish_reason(self) -> str:
@@ -355,7 +377,7 @@ def _count_usage(prompt_texts: list[str], answer: _Answer, choices: int = 1) -> 
     """Apply the documented token formula; completion scales with ``n``."""
     prompt = sum(len(text) for text in prompt_texts) // 4 + 1
     cached = prompt // 2 if any("[cached]" in text for text in prompt_texts) else 0
-    completion = (len(answer.wire_text) // 4 + 1) * choices
+    completion = (len(answer.wire_text + (answer.preamble or "")) // 4 + 1) * choices
     return _Usage(prompt=prompt, completion=completion, cached=cached)
 
 
@@ -383,6 +405,65 @@ def _first_responses_tool(tools: Any) -> str | None:
     return None
 
 
+def _named_tool_choice(body: JsonDict) -> str | None:
+    """The tool a named ``tool_choice`` forces (chat and Responses shapes), if any."""
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict):
+        return None
+    name = choice.get("name")
+    if name is None and isinstance(choice.get("function"), dict):
+        name = choice["function"].get("name")
+    return name if isinstance(name, str) else None
+
+
+def _tool_parameters(tools: Any, name: str) -> Any:
+    """The parameters schema of function tool ``name`` (chat or Responses shape)."""
+    for tool in tools if isinstance(tools, list) else []:
+        function = tool.get("function", tool) if isinstance(tool, dict) else None
+        if isinstance(function, dict) and function.get("name") == name:
+            return function.get("parameters")
+    return None
+
+
+def _scripted_arguments(parameters: Any) -> str:
+    """``{"city": "Paris"}``, unless the schema requires other properties (see the module docstring)."""
+    if not isinstance(parameters, dict):
+        return TOOL_ARGUMENTS
+    required = parameters.get("required")
+    properties = parameters.get("properties")
+    if not isinstance(required, list) or not required or not isinstance(properties, dict) or "city" in properties:
+        return TOOL_ARGUMENTS
+    values: JsonDict = {}
+    for key in required:
+        schema = properties.get(key) if isinstance(properties.get(key), dict) else {}
+        values[str(key)] = _scripted_value(schema)
+    return json.dumps(values)
+
+
+def _scripted_value(schema: JsonDict) -> Any:
+    """The property's first example, its default or first enum value; else a placeholder of its type."""
+    examples = schema.get("examples")
+    if isinstance(examples, list) and examples:
+        return examples[0]
+    if "default" in schema:
+        return schema["default"]
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    kind = schema.get("type")
+    return 1 if kind in ("integer", "number") else True if kind == "boolean" else "Paris"
+
+
+def _tool_answer(body: JsonDict, tool: str, prompt_texts: list[str], prior_calls: int, forced: bool) -> _Answer:
+    """A call to ``tool``, said aloud first on ``[think aloud]``; forced: arguments its schema accepts, a new id."""
+    preamble = TOOL_PREAMBLE if any(THINK_ALOUD_MARKER in text for text in prompt_texts) else None
+    if not forced:
+        return _Answer(text=None, tool_name=tool, preamble=preamble)
+    arguments = _scripted_arguments(_tool_parameters(body.get("tools"), tool))
+    call_id = f"call_fake_{prior_calls + 1}"
+    return _Answer(text=None, tool_name=tool, arguments=arguments, call_id=call_id, preamble=preamble)
+
+
 def _chat_messages(body: JsonDict) -> list[JsonDict]:
     """The request's messages, validated enough to script on."""
     messages = body.get("messages")
@@ -394,9 +475,11 @@ def _chat_messages(body: JsonDict) -> list[JsonDict]:
 def _plan_chat_answer(body: JsonDict, messages: list[JsonDict]) -> _Answer:
     """Decide the chat answer from tools, the last role and response_format."""
     last_role = messages[-1].get("role") if messages else None
-    tool = _first_chat_tool(body.get("tools"))
-    if tool is not None and last_role == "user":
-        return _Answer(text=None, tool_name=tool)
+    forced = _named_tool_choice(body)
+    tool = forced or _first_chat_tool(body.get("tools"))
+    if tool is not None and (last_role == "user" or forced):
+        prior = sum(len(m.get("tool_calls") or ()) for m in messages if m.get("role") == "assistant")
+        return _tool_answer(body, tool, [_text_of(m.get("content")) for m in messages], prior, forced is not None)
     response_format = body.get("response_format")
     json_schema = isinstance(response_format, dict) and response_format.get("type") == "json_schema"
     return _Answer(text=_text_answer(last_role == "tool", json_schema), tool_name=None)
@@ -426,9 +509,11 @@ def _responses_prompt_texts(body: JsonDict, items: list[JsonDict]) -> list[str]:
 def _plan_responses_answer(body: JsonDict, items: list[JsonDict]) -> _Answer:
     """Decide the Responses answer with the same rules as chat."""
     last = items[-1] if items else {}
-    tool = _first_responses_tool(body.get("tools"))
-    if tool is not None and last.get("role") == "user":
-        return _Answer(text=None, tool_name=tool)
+    forced = _named_tool_choice(body)
+    tool = forced or _first_responses_tool(body.get("tools"))
+    if tool is not None and (last.get("role") == "user" or forced):
+        prior = sum(1 for item in items if item.get("type") == "function_call")
+        return _tool_answer(body, tool, _responses_prompt_texts(body, items), prior, forced is not None)
     text_config = body.get("text")
     text_format = text_config.get("format") if isinstance(text_config, dict) else None
     json_schema = isinstance(text_format, dict) and text_format.get("type") == "json_schema"
@@ -498,16 +583,17 @@ def _chat_usage(usage: _Usage) -> JsonDict:
     }
 
 
-def _chat_tool_call(name: str) -> JsonDict:
+def _chat_tool_call(name: str, arguments: str = TOOL_ARGUMENTS, call_id: str = TOOL_CALL_ID) -> JsonDict:
     """The scripted tool call, complete (non-streaming shape)."""
-    return {"id": TOOL_CALL_ID, "type": "function", "function": {"name": name, "arguments": TOOL_ARGUMENTS}}
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 def _chat_message(answer: _Answer) -> JsonDict:
     """Assistant message for a non-streaming choice."""
-    message: JsonDict = {"role": "assistant", "content": answer.text, "refusal": None, "annotations": []}
+    content = answer.text if answer.tool_name is None else answer.preamble
+    message: JsonDict = {"role": "assistant", "content": content, "refusal": None, "annotations": []}
     if answer.tool_name is not None:
-        message["tool_calls"] = [_chat_tool_call(answer.tool_name)]
+        message["tool_calls"] = [_chat_tool_call(answer.tool_name, answer.arguments, answer.call_id)]
     return message
 
 
@@ -545,11 +631,15 @@ def _chat_deltas(answer: _Answer, pieces: list[str]) -> list[JsonDict]:
         return deltas
     header = {
         "index": 0,
-        "id": TOOL_CALL_ID,
+        "id": answer.call_id,
         "type": "function",
         "function": {"name": answer.tool_name, "arguments": ""},
     }
     fragments = [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in pieces]
+    if answer.preamble is not None:
+        said = [{"content": piece} for piece in _split(answer.preamble, None)]
+        said[0] = {"role": "assistant", **said[0]}
+        return [*said, {"tool_calls": [header]}, *fragments]
     return [{"role": "assistant", "content": None, "tool_calls": [header]}, *fragments]
 
 
@@ -619,9 +709,9 @@ def _output_item(answer: _Answer, number: str) -> JsonDict:
             "id": f"fc_fake_{number}",
             "type": "function_call",
             "status": "completed",
-            "call_id": TOOL_CALL_ID,
+            "call_id": answer.call_id,
             "name": answer.tool_name,
-            "arguments": TOOL_ARGUMENTS,
+            "arguments": answer.arguments,
         }
     return {
         "id": f"msg_fake_{number}",
@@ -630,6 +720,15 @@ def _output_item(answer: _Answer, number: str) -> JsonDict:
         "role": "assistant",
         "content": [_output_text_part(answer.wire_text)],
     }
+
+
+def _output_items(answer: _Answer, number: str) -> list[JsonDict]:
+    """The output: one item, or the preamble message then the function call (``[think aloud]``)."""
+    item = _output_item(answer, number)
+    if answer.tool_name is None or answer.preamble is None:
+        return [item]
+    said = _output_item(_Answer(text=answer.preamble, tool_name=None), f"{number}_0")
+    return [said, item]
 
 
 def _response_object(body: JsonDict, ident: str, answer: _Answer, usage: _Usage) -> JsonDict:
@@ -645,7 +744,7 @@ def _response_object(body: JsonDict, ident: str, answer: _Answer, usage: _Usage)
         "incomplete_details": None,
         "background": False,
         "model": _response_model(body["model"]),
-        "output": [_output_item(answer, number)],
+        "output": _output_items(answer, number),
         "instructions": body.get("instructions"),
         "temperature": body.get("temperature", 1.0),
         "top_p": body.get("top_p", 1.0),
@@ -670,13 +769,13 @@ def _in_progress(response: JsonDict) -> JsonDict:
     return {**response, "status": "in_progress", "output": [], "usage": None, "completed_at": None}
 
 
-def _message_events(item: JsonDict, pieces: list[str]) -> list[JsonDict]:
+def _message_events(item: JsonDict, pieces: list[str], index: int = 0) -> list[JsonDict]:
     """Item/part/delta/done events for a streamed text message."""
-    ids = {"item_id": item["id"], "output_index": 0}
+    ids = {"item_id": item["id"], "output_index": index}
     text = item["content"][0]["text"]
     added = {**item, "status": "in_progress", "content": []}
     return [
-        {"type": "response.output_item.added", "output_index": 0, "item": added},
+        {"type": "response.output_item.added", "output_index": index, "item": added},
         {"type": "response.content_part.added", **ids, "content_index": 0, "part": _output_text_part("")},
         *(
             {"type": "response.output_text.delta", **ids, "content_index": 0, "delta": piece, "logprobs": []}
@@ -684,26 +783,34 @@ def _message_events(item: JsonDict, pieces: list[str]) -> list[JsonDict]:
         ),
         {"type": "response.output_text.done", **ids, "content_index": 0, "text": text, "logprobs": []},
         {"type": "response.content_part.done", **ids, "content_index": 0, "part": _output_text_part(text)},
-        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.output_item.done", "output_index": index, "item": item},
     ]
 
 
-def _function_call_events(item: JsonDict, pieces: list[str]) -> list[JsonDict]:
+def _function_call_events(item: JsonDict, pieces: list[str], index: int = 0) -> list[JsonDict]:
     """Item/argument-delta/done events for a streamed function call."""
-    ids = {"item_id": item["id"], "output_index": 0}
+    ids = {"item_id": item["id"], "output_index": index}
     added = {**item, "status": "in_progress", "arguments": ""}
     return [
-        {"type": "response.output_item.added", "output_index": 0, "item": added},
+        {"type": "response.output_item.added", "output_index": index, "item": added},
         *({"type": "response.function_call_arguments.delta", **ids, "delta": piece} for piece in pieces),
         {"type": "response.function_call_arguments.done", **ids, "arguments": item["arguments"]},
-        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.output_item.done", "output_index": index, "item": item},
     ]
 
 
 def _response_events(response: JsonDict, pieces: list[str]) -> list[JsonDict]:
-    """The full SSE event sequence for a streamed response, numbered."""
-    item = response["output"][0]
-    body_events = (_message_events if item["type"] == "message" else _function_call_events)(item, pieces)
+    """The full SSE event sequence for a streamed response, numbered.
+
+    ``pieces`` split the last item (the answer); a preamble item before it streams in 4-character pieces.
+    """
+    output = response["output"]
+    body_events: list[JsonDict] = []
+    for index, item in enumerate(output):
+        last = index == len(output) - 1
+        item_pieces = pieces if last else _split(item["content"][0]["text"], None)
+        emit = _message_events if item["type"] == "message" else _function_call_events
+        body_events += emit(item, item_pieces, index)
     started = _in_progress(response)
     events = [
         {"type": "response.created", "response": started},
