@@ -86,34 +86,46 @@ def test_instruments_any_extra_equals_instrumentation_dependencies() -> None:
     ``instruments-any``, not ``instruments``: with the latter, an application with only one of
     the libraries would get none of this package's instrumentors.
     """
-    from otel_llm_audit.instrumentation.anthropic import AnthropicInstrumentor
-    from otel_llm_audit.instrumentation.bedrock import BedrockInstrumentor
-    from otel_llm_audit.instrumentation.google_genai import GoogleGenAIInstrumentor
-
     requires = distribution("otel-llm-audit").requires or []
     parsed = [Requirement(r) for r in requires]
 
     def extra(name: str) -> list[str]:
         return sorted(f"{r.name}{r.specifier}" for r in parsed if r.marker and r.marker.evaluate({"extra": name}))
 
+    ours = [ep for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("llm_audit_")]
     declared = sorted(
-        f"{r.name}{r.specifier}"
-        for instrumentor in (
-            OpenAIInstrumentor(),
-            AnthropicInstrumentor(),
-            BedrockInstrumentor(),
-            GoogleGenAIInstrumentor(),
-        )
-        for r in map(Requirement, instrumentor.instrumentation_dependencies())
+        f"{r.name}{r.specifier}" for ep in ours for r in map(Requirement, ep.load()().instrumentation_dependencies())
     )
     assert (
         extra("instruments-any")
         == declared
-        == ["anthropic>=0.50.0", "botocore>=1.31.57", "google-genai>=1.0.0", "openai>=1.66.0"]
+        == [
+            "anthropic>=0.50.0",
+            "botocore>=1.31.57",
+            "google-genai>=1.0.0",
+            "langchain-core>=0.3.40",
+            "mcp>=1.21.1",
+            "openai-agents>=0.2.0",
+            "openai>=1.66.0",
+        ]
     )
     assert extra("instruments") == []
-    names = {ep.name for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("llm_audit_")}
-    assert names == {"llm_audit_openai", "llm_audit_anthropic", "llm_audit_bedrock", "llm_audit_google_genai"}
+    assert {ep.name for ep in ours} == {
+        "llm_audit_openai",
+        "llm_audit_anthropic",
+        "llm_audit_bedrock",
+        "llm_audit_google_genai",
+        "llm_audit_langchain",
+        "llm_audit_openai_agents",
+        "llm_audit_mcp",
+    }
+    # opentelemetry-instrument loads every instrumentor: none may import its library up front
+    probe = "import sys\n" + "".join(f"import {ep.value.split(':')[0]}\n" for ep in ours) + (
+        "print(sorted(m for m in ('openai', 'anthropic', 'botocore', 'google.genai', 'langchain_core', 'langgraph',"
+        " 'agents', 'mcp') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
 
 
 def test_opentelemetry_instrument_writes_otlp_json_by_default(tmp_path: Path, fake_model: FakeModelServer) -> None:
