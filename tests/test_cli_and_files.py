@@ -28,13 +28,14 @@ def test_demo_records_one_trace_with_identity_tool_call_stream_and_embedding(
     printed = capsys.readouterr().out
     assert "model asked for tool get_weather" in printed
     assert "The weather in Paris is 18°C and sunny." in printed
-    spans, bad = read_spans(output)
+    all_spans, bad = read_spans(output)
     assert bad == 0
-    assert len({s.trace_id for s in spans}) == 1
+    # three requests: the discharge question, then the agent workflow's pause and its resume
+    assert len({s.trace_id for s in all_spans}) == 3
+    (root,) = [s for s in all_spans if s.parent_span_id is None and s.name == "handle discharge question"]
+    spans = [s for s in all_spans if s.trace_id == root.trace_id]
     ours = sorted((s for s in spans if s.scope == "otel_llm_audit.instrumentation.openai"), key=lambda s: s.start_ns)
     assert [s.name for s in ours] == ["chat gpt-4o-mini", "chat gpt-4o-mini", "embeddings text-embedding-3-small"]
-    (root,) = [s for s in spans if s.parent_span_id is None]
-    assert root.name == "handle discharge question"
     assert all(s.parent_span_id == root.span_id for s in ours)
     for span in [root, *ours]:
         assert span.attributes[semconv.USER_ID] == "nurse-4711"
@@ -73,6 +74,14 @@ def test_demo_records_one_trace_with_identity_tool_call_stream_and_embedding(
     assert claude.attributes[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
     assert claude.attributes[semconv.USER_ID] == "nurse-4711"
     assert "anthropic summary: Hello from the fake model." in printed
+    # The agent workflow: paused for the physician, resumed by their request, told step by step.
+    flows = sorted((s for s in all_spans if s.name == "invoke_workflow ward_assistant"), key=lambda s: s.start_ns)
+    assert [f.attributes[semconv.USER_ID] for f in flows] == ["nurse-4711", "dr-4711"]
+    (resumed,) = [s for s in all_spans if any(e["name"] == "llm_audit.human_review" for e in s.events)]
+    assert resumed.trace_id == flows[1].trace_id and resumed.links[0]["trace_id"] == flows[0].trace_id
+    assert "workflow paused for review" in printed
+    assert "The agent workflow, step by step" in printed
+    assert "human review approved by dr-4711" in printed
     # The show command reads the same file back.
     assert main(["show", str(output), "--trace", root.trace_id]) == 0
     shown = capsys.readouterr().out

@@ -21,6 +21,7 @@ from opentelemetry.trace import Link, Span, SpanContext, TraceFlags
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
 from otel_llm_audit.context import current_identity
+from otel_llm_audit.emitter import parents
 from otel_llm_audit.emitter.operations import (
     add_audit_event,
     decision_attributes,
@@ -204,8 +205,14 @@ def _emit(
     build: Callable[[Span], dict[str, Any]],
     link_to: SpanContext | None = None,
 ) -> Span | None:
-    """Add event ``name`` to the current span, or to a short span of its own; returns the carrier."""
-    current = trace.get_current_span()
+    """Add event ``name`` to the current span, or to a short span of its own; returns the carrier.
+
+    Inside an agent framework's step (a LangGraph node, an Agents SDK tool) the step's span is
+    the current one for this purpose, though the framework never made it current: the parent
+    resolvers name it (see :mod:`otel_llm_audit.emitter.parents`).
+    """
+    framework = parents.parent_context()
+    current = trace.get_current_span(framework)
     if current.is_recording():
         add_audit_event(name, build(current), current)
         if link_to is not None:
@@ -216,6 +223,6 @@ def _emit(
     if identity is not None:
         span_attrs.update(identity.attributes)
     links = [Link(link_to, {semconv.LLM_AUDIT_LINK_TYPE: semconv.LlmAuditLinkTypeValues.RESUMES})] if link_to else None
-    with _tracer().start_as_current_span(name, attributes=span_attrs, links=links) as span:
+    with _tracer().start_as_current_span(name, framework, attributes=span_attrs, links=links) as span:
         span.add_event(name, build(span))
     return span if span.is_recording() or span.get_span_context().is_valid else None

@@ -3,7 +3,11 @@
 No network and no API key: a loopback server speaks the OpenAI and Anthropic wire formats.
 The app runs a chat that triggers a tool call, sends the tool result back for a streamed
 answer, embeds a note, and has an Anthropic model summarise it, all inside one
-``audit_context``; then the recorded trace is printed as a tree. The
+``audit_context``. Then, when LangGraph is installed, a small agent workflow runs
+(:mod:`otel_llm_audit.demo.ward_workflow`): a supervisor delegates to a pharmacist sub-agent
+that retrieves leaflets and calls a tool, and the workflow pauses for a physician whose
+later request resumes it. The recorded traces are printed as trees, and the workflow as
+numbered steps. The
 prompt carries made-up personal data (a record number, a phone number, an e-mail address),
 so the default content mode shows what masking leaves of it.
 """
@@ -19,6 +23,7 @@ from rich.console import Console
 
 import otel_llm_audit
 from otel_llm_audit.cli.otlp_reader import read_spans
+from otel_llm_audit.cli.steps import render_steps
 from otel_llm_audit.cli.tree import render_traces
 from otel_llm_audit.delivery.otlp_json import OtlpJsonFileSpanExporter
 from otel_llm_audit.demo.fake_server import FakeModelServer
@@ -62,11 +67,17 @@ def run_demo(output: str, content: str, console: Console) -> int:
             tracer.start_as_current_span("handle discharge question"),
         ):
             _scripted_app(client, console, server.anthropic_base_url)
+        workflow_ran = _agent_workflow(client, console)
     pipeline.force_flush()
     pipeline.shutdown()
     spans, bad = read_spans(output)
     console.print()
     render_traces(spans, console)
+    if workflow_ran:
+        console.print("\nThe agent workflow, step by step (`otel-llm-audit show FILE --steps`):")
+        workflow = [s for s in spans if s.attributes.get("gen_ai.workflow.name") == "ward_assistant"]
+        if workflow:
+            render_steps(spans, console, trace_id=min(workflow, key=lambda s: s.start_ns).trace_id)
     console.print(f"\n{len(spans)} spans written to [bold]{output}[/bold] (OTLP JSON; content mode {content}).")
     if bad:
         console.print(f"[yellow]{bad} unreadable lines skipped[/yellow]")
@@ -97,6 +108,19 @@ def _scripted_app(client: Any, console: Console, anthropic_base_url: str) -> Non
     console.print(f"streamed answer: [bold]{answer}[/bold]")
     client.embeddings.create(model="text-embedding-3-small", input=answer)
     _anthropic_summary(anthropic_base_url, answer, console)
+
+
+def _agent_workflow(client: Any, console: Console) -> bool:
+    """The LangGraph part: a supervisor, a sub-agent, a tool, a retrieval, a pause for a physician."""
+    try:
+        import langgraph  # noqa: F401
+
+        from otel_llm_audit.demo.ward_workflow import run_ward_workflow
+    except ImportError:
+        console.print("[dim](langgraph not installed: the demo's agent workflow is skipped)[/dim]")
+        return False
+    run_ward_workflow(client, lambda line: console.print(line, markup=False))
+    return True
 
 
 def _anthropic_summary(base_url: str, answer: str, console: Console) -> None:
