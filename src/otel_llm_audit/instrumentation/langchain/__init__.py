@@ -89,6 +89,7 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             return
         self._handler = handler
         parents.register(handler.resolve_parent, llm_call_resolver=handler.resolve_llm_parent)
+        self._install_vector_stores(emitter)
         self._install_langgraph(emitter)
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -103,8 +104,26 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         except Exception:
             logger.debug("otel-llm-audit: could not unhook the LangChain callback manager", exc_info=True)
         parents.unregister(handler.resolve_parent)
+        self._uninstall_vector_stores()
         self._uninstall_langgraph()
         handler.close()  # managers built before keep the handler: it is inert from here on
+
+    def _install_vector_stores(self, emitter: Emitter) -> None:
+        """Direct vector-store searches (LangChain gives them no callbacks) as retrieval spans."""
+        try:
+            from otel_llm_audit.instrumentation.langchain import _vectorstores
+
+            _vectorstores.install(emitter)
+        except Exception as err:
+            _guard.report_internal_error("langchain.vectorstores_install", err)
+
+    def _uninstall_vector_stores(self) -> None:
+        try:
+            from otel_llm_audit.instrumentation.langchain import _vectorstores
+
+            _vectorstores.uninstall()
+        except Exception as err:
+            _guard.report_internal_error("langchain.vectorstores_uninstall", err)
 
     def _install_langgraph(self, emitter: Emitter) -> None:
         """LangGraph internals (checkpointer, branches, interrupts), when langgraph and the module exist."""
