@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 import otel_llm_audit
+from otel_llm_audit import semconv
 from otel_llm_audit.cli.otlp_reader import read_spans
 from otel_llm_audit.cli.steps import render_steps
 from otel_llm_audit.cli.tree import render_traces
@@ -75,7 +76,7 @@ def run_demo(output: str, content: str, console: Console) -> int:
     render_traces(spans, console)
     if workflow_ran:
         console.print("\nThe agent workflow, step by step (`otel-llm-audit show FILE --steps`):")
-        workflow = [s for s in spans if s.attributes.get("gen_ai.workflow.name") == "ward_assistant"]
+        workflow = [s for s in spans if s.attributes.get(semconv.GEN_AI_WORKFLOW_NAME) == "ward_assistant"]
         if workflow:
             render_steps(spans, console, trace_id=min(workflow, key=lambda s: s.start_ns).trace_id)
     console.print(f"\n{len(spans)} spans written to [bold]{output}[/bold] (OTLP JSON; content mode {content}).")
