@@ -202,16 +202,18 @@ def test_a_review_with_no_span_current_carries_the_link_on_its_own_span(
     paused = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     otel_llm_audit.record_human_review("tool_call send_email", "rejected", reviewer="lead-2", resumes=paused)
     otel_llm_audit.record_human_review("tool_call send_email", "approved", resumes="not-a-traceparent")
-    first, second = exporter.get_finished_spans()
+    otel_llm_audit.record_human_review("tool_call send_email", "escalated", resumes=f"00-{'z' * 32}-{'b' * 16}-01")
+    first, second, third = exporter.get_finished_spans()
     assert first.name == "llm_audit.human_review"
     (link,) = first.links
     assert f"{link.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
     assert f"{link.context.span_id:016x}" == "b7ad6b7169203331"
     assert first.events[0].attributes[semconv.LLM_AUDIT_REVIEW_REVIEWER] == "lead-2"
     # a bad traceparent costs the link, not the review; the problem is counted
-    assert second.links == ()
+    assert second.links == () and third.links == ()
     assert second.events[0].attributes[semconv.LLM_AUDIT_REVIEW_ACTION] == "approved"
-    assert _guard.internal_error_counts() == {"api.traceparent": 1}
+    assert third.events[0].attributes[semconv.LLM_AUDIT_REVIEW_ACTION] == "escalated"
+    assert _guard.internal_error_counts() == {"api.traceparent": 2}
 
 
 @pytest.mark.parametrize("mode", ["hash", "none"])

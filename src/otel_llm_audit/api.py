@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanContext, TraceFlags
+from opentelemetry.trace import Span, SpanContext
 
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
 from otel_llm_audit.context import current_identity
-from otel_llm_audit.emitter import parents
+from otel_llm_audit.emitter import links, parents
 from otel_llm_audit.emitter.operations import (
     add_audit_event,
     decision_attributes,
@@ -106,7 +106,7 @@ def record_interrupt(interrupt_id: str, value: Any = None) -> str | None:
         span = _emit(
             semconv.EVENT_LLM_AUDIT_INTERRUPT, lambda span: interrupt_attributes(Interrupt(interrupt_id, value), span)
         )
-        return _traceparent(span.get_span_context()) if span is not None else None
+        return links.traceparent(span.get_span_context()) if span is not None else None
     except Exception as err:
         _guard.report_internal_error("api.record_interrupt", err)
         return None
@@ -183,21 +183,13 @@ def _tracer() -> trace.Tracer:
 
 
 def _span_context(value: str | SpanContext | None) -> SpanContext | None:
-    """A span context from a W3C traceparent string (or a span context), ``None`` if unusable."""
+    """A span context from a W3C traceparent string (or a span context); an unusable one costs the link only."""
     if value is None or isinstance(value, SpanContext):
         return value
-    parts = value.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
-        _guard.report_internal_error("api.traceparent", ValueError(f"not a traceparent: {value[:64]!r}"))
-        return None
-    ctx = SpanContext(
-        int(parts[1], 16), int(parts[2], 16), is_remote=True, trace_flags=TraceFlags(int(parts[3][:2], 16))
-    )
-    return ctx if ctx.is_valid else None
-
-
-def _traceparent(ctx: SpanContext) -> str:
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+    ctx = links.span_context_of(value)
+    if ctx is None:
+        _guard.report_internal_error("api.traceparent", ValueError(f"not a traceparent: {str(value)[:64]!r}"))
+    return ctx
 
 
 def _emit(
@@ -216,13 +208,16 @@ def _emit(
     if current.is_recording():
         add_audit_event(name, build(current), current)
         if link_to is not None:
-            current.add_link(link_to, {semconv.LLM_AUDIT_LINK_TYPE: semconv.LlmAuditLinkTypeValues.RESUMES})
+            link = links.resumes_link(link_to)
+            if link is not None:
+                current.add_link(link.context, link.attributes)
         return current
     span_attrs: dict[str, Any] = {semconv.LLM_AUDIT_AUDIT_RECORD: True}
     identity = current_identity()  # our own spans carry the identity themselves
     if identity is not None:
         span_attrs.update(identity.attributes)
-    links = [Link(link_to, {semconv.LLM_AUDIT_LINK_TYPE: semconv.LlmAuditLinkTypeValues.RESUMES})] if link_to else None
-    with _tracer().start_as_current_span(name, framework, attributes=span_attrs, links=links) as span:
+    link = links.resumes_link(link_to) if link_to is not None else None
+    carried = [link] if link is not None else None
+    with _tracer().start_as_current_span(name, framework, attributes=span_attrs, links=carried) as span:
         span.add_event(name, build(span))
     return span if span.is_recording() or span.get_span_context().is_valid else None

@@ -435,8 +435,8 @@ def _scripted_arguments(parameters: Any) -> str:
         return TOOL_ARGUMENTS
     values: JsonDict = {}
     for key in required:
-        schema = properties.get(key) if isinstance(properties.get(key), dict) else {}
-        values[str(key)] = _scripted_value(schema)
+        schema = properties.get(key)
+        values[str(key)] = _scripted_value(schema if isinstance(schema, dict) else {})
     return json.dumps(values)
 
 

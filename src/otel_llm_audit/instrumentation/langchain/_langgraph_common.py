@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from langchain_core.runnables.config import var_child_runnable_config
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanContext, TraceFlags
+from opentelemetry.trace import Link, Span
 
 from otel_llm_audit import semconv
 from otel_llm_audit.context import current_identity
@@ -143,35 +143,6 @@ def _resolve_as_child_of(config: Any) -> otel_context.Context | None:
         return parents.parent_context()
 
     return contextvars.copy_context().run(resolve)
-
-
-def traceparent(ctx: SpanContext) -> str:
-    """A W3C traceparent for ``ctx`` (what is persisted to link a resumed run to its pause)."""
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
-
-
-def span_context_of(value: Any) -> SpanContext | None:
-    """The remote span context of a traceparent string, ``None`` when it is not one."""
-    if not isinstance(value, str):
-        return None
-    parts = value.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) < 2:
-        return None
-    try:
-        ctx = SpanContext(
-            int(parts[1], 16), int(parts[2], 16), is_remote=True, trace_flags=TraceFlags(int(parts[3][:2], 16))
-        )
-    except ValueError:
-        return None
-    return ctx if ctx.is_valid else None
-
-
-def resumes_link(traceparent_value: Any) -> Link | None:
-    """A ``llm_audit.link.type = resumes`` link to the paused span, if the traceparent is usable."""
-    ctx = span_context_of(traceparent_value)
-    if ctx is None:
-        return None
-    return Link(ctx, {semconv.LLM_AUDIT_LINK_TYPE: semconv.LlmAuditLinkTypeValues.RESUMES})
 
 
 def emit_event(

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_llm_audit import _guard, semconv
+from otel_llm_audit.emitter import links
 from otel_llm_audit.emitter.operations import human_review_attributes, interrupt_attributes
 from otel_llm_audit.instrumentation.langchain import _langgraph_common as common
 from otel_llm_audit.instrumentation.langchain._langgraph_reviews import review_action, review_reason, review_subject
@@ -138,7 +139,7 @@ def _on_pause(emitter: Any, interrupts: Sequence[Any]) -> None:
         if span is not None:
             _pauses.put(
                 record.interrupt_id,
-                Pause(record.interrupt_id, common.traceparent(span.get_span_context()), task_id, node, index),
+                Pause(record.interrupt_id, links.traceparent(span.get_span_context()), task_id, node, index),
             )
 
 
@@ -293,7 +294,7 @@ def _maybe_review(writes: Any, waiting: _TaskWaiting, scratchpad: Any, node: str
         interrupt_id=entry.interrupt_id,
         response=response,
     )
-    link = common.resumes_link(entry.traceparent)
+    link = links.resumes_link(entry.traceparent)
     common.emit_event(
         emitter,
         semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW,

@@ -19,7 +19,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.trace import SpanContext, TraceFlags
+from opentelemetry.trace import SpanContext
+
+from otel_llm_audit.emitter import links
 
 #: Pauses remembered at most (oldest forgotten first); and traces with reviews waiting.
 MAX_PAUSES = 10_000
@@ -47,24 +49,9 @@ class Review:
     pause: Pause | None = None
 
 
-def traceparent(context: SpanContext) -> str:
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
-
-
 def span_context_of(pause: Pause | None) -> SpanContext | None:
     """The paused span's context, from its W3C traceparent."""
-    if pause is None:
-        return None
-    parts = pause.traceparent.split("-")
-    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
-        return None
-    try:
-        context = SpanContext(
-            int(parts[1], 16), int(parts[2], 16), is_remote=True, trace_flags=TraceFlags(int(parts[3][:2], 16))
-        )
-    except ValueError:
-        return None
-    return context if context.is_valid else None
+    return links.span_context_of(pause.traceparent) if pause is not None else None
 
 
 class ApprovalLedger:
@@ -76,7 +63,7 @@ class ApprovalLedger:
         self._waiting: OrderedDict[str, list[Review]] = OrderedDict()
 
     def record_pause(self, trace_id: str, call_id: str, tool: str, paused: SpanContext) -> Pause:
-        pause = Pause(interrupt_id=f"{trace_id}:{call_id}", tool=tool, traceparent=traceparent(paused))
+        pause = Pause(interrupt_id=f"{trace_id}:{call_id}", tool=tool, traceparent=links.traceparent(paused))
         self._put_pause(trace_id, call_id, pause)
         return pause
 
