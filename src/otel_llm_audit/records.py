@@ -355,7 +355,3 @@ class McpRequest:
     #: The JSON-RPC error code of an error response.
     error_code: int | None = None
     error: ErrorInfo | None = None
-
-    @property
-    def notification(self) -> bool:
-        return self.request_id is None

@@ -200,3 +200,21 @@ def test_resume_in_a_fresh_process_links_to_the_pause(
     assert review[semconv.LLM_AUDIT_REVIEW_REVIEWER] == "night-shift-reviewer"
     assert review[semconv.LLM_AUDIT_REVIEW_INTERRUPT_ID].endswith(":call_fake_1")
     assert "execute_tool delete_records" in spans
+
+
+def test_a_failure_of_ours_at_the_pause_leaves_the_paused_run_as_the_sdk_made_it(
+    make_agents_audit: Any, make_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_llm_audit import _guard
+    from otel_llm_audit.instrumentation.openai_agents._processor import AuditTracingProcessor
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug in otel-llm-audit")
+
+    monkeypatch.setattr(AuditTracingProcessor, "on_interruption", boom)  # before instrument: hooks bind it
+    make_agents_audit()
+    _guard.reset_internal_error_counts()
+    first = run(ops_agent(make_model), "sync", "Delete the Paris records")
+    assert first.final_output is None
+    assert [i.tool_name for i in first.interruptions] == ["delete_records"]
+    assert _guard.internal_error_counts().get("openai_agents.interruption") == 1

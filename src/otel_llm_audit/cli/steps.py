@@ -169,22 +169,22 @@ def event_text(name: str, attrs: dict[str, Any]) -> str:
         options = attrs.get(semconv.LLM_AUDIT_DECISION_OPTIONS)
         among = f" of {', '.join(options)}" if options else ""
         why = attrs.get(semconv.LLM_AUDIT_DECISION_REASONING)
-        because = f" because {_short(why, 80)}" if why else ""
+        because = f" because {short(why, 80)}" if why else ""
         chosen = ", ".join(attrs.get(semconv.LLM_AUDIT_DECISION_CHOSEN, []))
         return f"decision {attrs.get(semconv.LLM_AUDIT_DECISION_POINT)}: chose {chosen}{among}{because}"
     if name == semconv.EVENT_LLM_AUDIT_DELEGATION:
         kind = attrs.get(semconv.LLM_AUDIT_DELEGATION_KIND, "delegation")
         given = attrs.get(semconv.LLM_AUDIT_DELEGATION_INPUT)
-        with_input = f" with {_short(given, 80)}" if given else ""
+        with_input = f" with {short(given, 80)}" if given else ""
         source, target = attrs.get(semconv.LLM_AUDIT_DELEGATION_SOURCE), attrs.get(semconv.LLM_AUDIT_DELEGATION_TARGET)
         return f"delegation {source} -> {target} ({kind}){with_input}"
     if name == semconv.EVENT_LLM_AUDIT_INTERRUPT:
         asked = attrs.get(semconv.LLM_AUDIT_INTERRUPT_VALUE)
-        return f"paused for a human id={attrs.get(semconv.LLM_AUDIT_INTERRUPT_ID)} {_short(asked or '', 90)}".rstrip()
+        return f"paused for a human id={attrs.get(semconv.LLM_AUDIT_INTERRUPT_ID)} {short(asked or '', 90)}".rstrip()
     if name == semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW:
         who = attrs.get(semconv.LLM_AUDIT_REVIEW_REVIEWER, "?")
         answer = attrs.get(semconv.LLM_AUDIT_REVIEW_RESPONSE)
-        said = f" answer {_short(answer, 60)}" if answer else ""
+        said = f" answer {short(answer, 60)}" if answer else ""
         action = attrs.get(semconv.LLM_AUDIT_REVIEW_ACTION)
         return f"human review {action} by {who}: {attrs.get(semconv.LLM_AUDIT_REVIEW_SUBJECT)}{said}"
     if name == semconv.EVENT_LLM_AUDIT_POLICY:
@@ -194,7 +194,7 @@ def event_text(name: str, attrs: dict[str, Any]) -> str:
             f"{attrs.get(semconv.LLM_AUDIT_POLICY_ACTION)} by {attrs.get(semconv.LLM_AUDIT_POLICY_SOURCE)}"
             + (f" ({rule})" if rule else "")
         )
-    return f"event {name} {_short(json.dumps(attrs), 100)}"
+    return f"event {name} {short(json.dumps(attrs), 100)}"
 
 
 def _compact(value: Any) -> str:
@@ -204,10 +204,11 @@ def _compact(value: Any) -> str:
         try:
             return json.dumps(json.loads(value), separators=(",", ":"))
         except ValueError:
-            return _short(value, 100)
+            return short(value, 100)
     return json.dumps(value, separators=(",", ":"))
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def short(value: Any, limit: int = 60) -> str:
+    """``value`` as text of at most ``limit`` characters (an ellipsis marks the cut)."""
     text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"

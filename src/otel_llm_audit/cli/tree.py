@@ -13,7 +13,7 @@ from rich.tree import Tree
 
 from otel_llm_audit import semconv
 from otel_llm_audit.cli.otlp_reader import SpanView
-from otel_llm_audit.cli.steps import event_text
+from otel_llm_audit.cli.steps import event_text, short
 
 _IDENTITY_KEYS = (
     semconv.USER_ID,
@@ -109,11 +109,11 @@ def _details(span: SpanView) -> list[str]:
     if identity and not span.scope.startswith("opentelemetry.instrumentation"):
         lines.append("[green]who[/green] " + "  ".join(identity))
     model = [
-        f"{k.split('.', 1)[1] if k.startswith('gen_ai.') else k}={_short(attrs[k])}" for k in _MODEL_KEYS if k in attrs
+        f"{k.split('.', 1)[1] if k.startswith('gen_ai.') else k}={short(attrs[k])}" for k in _MODEL_KEYS if k in attrs
     ]
     if model:
         lines.append("[yellow]call[/yellow] " + "  ".join(model))
-    step = [f"{k.split('.', 1)[1]}={_short(attrs[k], 40)}" for k in _STEP_KEYS if k in attrs]
+    step = [f"{k.split('.', 1)[1]}={short(attrs[k], 40)}" for k in _STEP_KEYS if k in attrs]
     if step:
         lines.append("[yellow]step[/yellow] " + "  ".join(step))
     for key in _CONTENT_KEYS:
@@ -121,9 +121,9 @@ def _details(span: SpanView) -> list[str]:
             lines.append(f"[magenta]{key}[/magenta] {_preview(attrs[key])}")
     for key in _STEP_CONTENT_KEYS:
         if key in attrs:
-            lines.append(f"[magenta]{key}[/magenta] {_short(attrs[key], 120)}")
+            lines.append(f"[magenta]{key}[/magenta] {short(attrs[key], 120)}")
     if semconv.LLM_AUDIT_CONTENT_HASHES in attrs:
-        lines.append(f"[magenta]content hashes[/magenta] {_short(attrs[semconv.LLM_AUDIT_CONTENT_HASHES], 90)}")
+        lines.append(f"[magenta]content hashes[/magenta] {short(attrs[semconv.LLM_AUDIT_CONTENT_HASHES], 90)}")
     if semconv.LLM_AUDIT_REDACTION_STATUS in attrs:
         redaction = [f"status={attrs[semconv.LLM_AUDIT_REDACTION_STATUS]}"]
         for key, label in (
@@ -152,7 +152,7 @@ def _preview(raw: Any) -> str:
     try:
         value = json.loads(raw) if isinstance(raw, str) else raw
     except ValueError:
-        return _short(raw)
+        return short(raw)
     pieces: list[str] = []
     for item in value if isinstance(value, list) else [value]:
         if isinstance(item, dict) and "parts" in item:
@@ -163,8 +163,8 @@ def _preview(raw: Any) -> str:
         elif isinstance(item, dict) and "name" in item:
             pieces.append(f"tool {item['name']}")
         else:
-            pieces.append(_short(item, 40))
-    return _short(" | ".join(pieces), 160)
+            pieces.append(short(item, 40))
+    return short(" | ".join(pieces), 160)
 
 
 def _part_text(part: dict[str, Any]) -> str:
@@ -174,10 +174,5 @@ def _part_text(part: dict[str, Any]) -> str:
     if kind == "tool_call":
         return f"tool_call {part.get('name')}({json.dumps(part.get('arguments'))})"
     if kind == "tool_call_response":
-        return f"tool result {_short(part.get('response'), 60)}"
+        return f"tool result {short(part.get('response'), 60)}"
     return f"<{kind}>"
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -168,7 +168,9 @@ class AuditCallbackHandler(BaseCallbackHandler):
             kind = classify_chain(name, tags, metadata, parent, node_task)
             run = _new_run(run_id, parent_run_id, parent, kind, name, metadata)
             if kind is RunKind.HIDDEN or kind is RunKind.STEP:
-                run.inputs = inputs  # it may turn out to be a sub-graph: its delegation input
+                # it may turn out to be a sub-graph: its delegation input, as it was at the start
+                # (a shallow copy: the graph updates its state dict as the run goes on)
+                run.inputs = dict(inputs) if isinstance(inputs, dict) else inputs
             if node_task and parent is not None:
                 self._mark_graph(parent)
             if kind is not RunKind.HIDDEN:

@@ -30,6 +30,7 @@ from typing import Any
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
+from otel_llm_audit import _guard
 from otel_llm_audit.emitter.spans import Emitter
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,11 @@ def _patch(modules: tuple[str, ...], attribute: str, wrapper: Callable[..., Any]
             owner = getattr(owner, part, None)
         if owner is None or not hasattr(owner, name):
             continue
-        wrap_function_wrapper(owner, name, wrapper)
+        try:
+            wrap_function_wrapper(owner, name, wrapper)
+        except Exception as err:  # one feature lost, the others (and their undo) kept
+            _guard.report_internal_error(f"langgraph.patch {attribute}", err)
+            return
         _patched.append((owner, name))
         return
     logger.debug("otel-llm-audit: LangGraph %s not found in %s; that feature is off", attribute, modules)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, cast
 
 from wrapt import FunctionWrapper
@@ -163,7 +163,7 @@ def _set_documents(step: StepSpan, result: Any) -> None:
 def _documents(result: Any) -> list[dict[str, Any]]:
     """Documents, or ``(document, score)`` pairs, as ``gen_ai.retrieval.documents`` items."""
     items: list[dict[str, Any]] = []
-    for entry in result if isinstance(result, Iterable) else ():
+    for entry in result if isinstance(result, (list, tuple)) else ():  # never consume an iterator of theirs
         if isinstance(entry, tuple) and len(entry) == 2:
             (item,) = mapping.documents_of([entry[0]])
             if isinstance(entry[1], (int, float)):

@@ -85,10 +85,11 @@ class OpenAIAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         swap.install()
         hooks = ApprovalHooks(processor.on_interruption, ledger)
         processor.approvals = hooks.install()
-        # Consulted for every LLM span too, even when another framework's step is chosen as the
-        # parent: that is how a model call the OpenAI instrumentor records is known (no second span).
+        # The LLM-call variant is consulted for every LLM span, even when another framework's step
+        # is chosen as the parent: that is how a model call the OpenAI instrumentor records is
+        # known (no second span). Other spans of ours (a tool's MCP call) mark nothing.
         resolver = processor.resolve  # this very object is unregistered later
-        parents.register(resolver, llm_call_resolver=resolver)
+        parents.register(resolver, llm_call_resolver=processor.resolve_llm)
         self._installed = (processor, swap, hooks, resolver)
 
     def _uninstrument(self, **kwargs: Any) -> None:

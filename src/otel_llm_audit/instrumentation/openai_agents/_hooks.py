@@ -86,7 +86,10 @@ class ApprovalHooks:
 
     def _interruption(self, wrapped: Wrapped, instance: Any, args: Args, kwargs: Kwargs) -> Any:
         result = wrapped(*args, **kwargs)
-        self._on_interruption(list(getattr(instance, "interruptions", None) or ()))
+        try:
+            self._on_interruption(list(getattr(instance, "interruptions", None) or ()))
+        except Exception as err:  # the run's own result reaches the caller whatever happens here
+            _guard.report_internal_error("openai_agents.interruption", err)
         return result
 
     def _review(self, action: str) -> Wrapper:

@@ -202,13 +202,20 @@ class AuditTracingProcessor(TracingProcessor):
 
     def resolve(self) -> Span | None:
         """Our span for the SDK step running in this thread or task (a ``parents`` resolver)."""
+        return self._resolve(llm_call=False)
+
+    def resolve_llm(self) -> Span | None:
+        """:meth:`resolve` for a provider's LLM span: the SDK model call running here is covered by it."""
+        return self._resolve(llm_call=True)
+
+    def _resolve(self, *, llm_call: bool) -> Span | None:
         if not self._nodes and not self._traces:
             return None
         current = get_current_span()
         if current is not None:
             node = self._nodes.get(current.span_id)
             if node is not None:
-                if node.kind in _LLM_KINDS:
+                if llm_call and node.kind in _LLM_KINDS:
                     node.covered = True  # the provider instrumentor is recording this model call
                 return node.anchor
         current_trace = get_current_trace()
