@@ -131,7 +131,7 @@ def mcp_start_attributes(record: McpRequest) -> dict[str, AttributeValue]:
     if record.request_id is not None:
         attrs[semconv.JSONRPC_REQUEST_ID] = str(record.request_id)
     if record.method == TOOLS_CALL:
-        attrs[semconv.GEN_AI_OPERATION_NAME] = "execute_tool"
+        attrs[semconv.GEN_AI_OPERATION_NAME] = semconv.GenAiOperationNameValues.EXECUTE_TOOL
         _put(attrs, semconv.GEN_AI_TOOL_NAME, record.tool_name)
     _put(attrs, semconv.GEN_AI_PROMPT_NAME, record.prompt_name)
     _put(attrs, semconv.MCP_RESOURCE_URI, record.resource_uri)
@@ -164,7 +164,7 @@ def mcp_metric_attributes(record: McpRequest) -> dict[str, str]:
     """The dimensions of ``mcp.{client,server}.operation.duration``: low cardinality (no ids, no URIs)."""
     attrs: dict[str, AttributeValue] = {semconv.MCP_METHOD_NAME: record.method}
     if record.method == TOOLS_CALL:
-        attrs[semconv.GEN_AI_OPERATION_NAME] = "execute_tool"
+        attrs[semconv.GEN_AI_OPERATION_NAME] = semconv.GenAiOperationNameValues.EXECUTE_TOOL
         _put(attrs, semconv.GEN_AI_TOOL_NAME, record.tool_name)
     _put(attrs, semconv.GEN_AI_PROMPT_NAME, record.prompt_name)
     _put(attrs, semconv.MCP_PROTOCOL_VERSION, record.protocol_version)
@@ -200,7 +200,7 @@ def covering_tool_span(tool_name: str, context: otel_context.Context | None = No
         attrs = getattr(span, "attributes", None)
         if not attrs:
             continue
-        is_tool = attrs.get(semconv.GEN_AI_OPERATION_NAME) == "execute_tool"
+        is_tool = attrs.get(semconv.GEN_AI_OPERATION_NAME) == semconv.GenAiOperationNameValues.EXECUTE_TOOL
         if is_tool and attrs.get(semconv.GEN_AI_TOOL_NAME) == tool_name:
             return span
     return None

@@ -124,14 +124,14 @@ def _put_position(attrs: dict[str, AttributeValue], position: StepPosition | Non
 def _step_start(record: Step) -> tuple[str, SpanKind, dict[str, AttributeValue]]:
     if isinstance(record, ToolExecution):
         attrs: dict[str, AttributeValue] = {
-            semconv.GEN_AI_OPERATION_NAME: "execute_tool",
+            semconv.GEN_AI_OPERATION_NAME: semconv.GenAiOperationNameValues.EXECUTE_TOOL,
             semconv.GEN_AI_TOOL_NAME: record.tool_name,
         }
         if record.tool_type:
             attrs[semconv.GEN_AI_TOOL_TYPE] = record.tool_type
         return f"execute_tool {record.tool_name}", SpanKind.INTERNAL, attrs
     if isinstance(record, AgentInvocation):
-        attrs = {semconv.GEN_AI_OPERATION_NAME: "invoke_agent"}
+        attrs = {semconv.GEN_AI_OPERATION_NAME: semconv.GenAiOperationNameValues.INVOKE_AGENT}
         if record.agent_name:
             attrs[semconv.GEN_AI_AGENT_NAME] = record.agent_name
         if record.remote and record.provider:
@@ -139,7 +139,7 @@ def _step_start(record: Step) -> tuple[str, SpanKind, dict[str, AttributeValue]]
         name = f"invoke_agent {record.agent_name}" if record.agent_name else "invoke_agent"
         return name, SpanKind.CLIENT if record.remote else SpanKind.INTERNAL, attrs
     if isinstance(record, WorkflowInvocation):
-        attrs = {semconv.GEN_AI_OPERATION_NAME: "invoke_workflow"}
+        attrs = {semconv.GEN_AI_OPERATION_NAME: semconv.GenAiOperationNameValues.INVOKE_WORKFLOW}
         _put(attrs, semconv.GEN_AI_WORKFLOW_NAME, record.workflow_name)
         name = f"invoke_workflow {record.workflow_name}" if record.workflow_name else "invoke_workflow"
         return name, SpanKind.INTERNAL, attrs
@@ -147,7 +147,7 @@ def _step_start(record: Step) -> tuple[str, SpanKind, dict[str, AttributeValue]]
         # No GenAI operation fits a graph node or chain step: no gen_ai.* keys, the position says it all.
         return f"step {record.name}", SpanKind.INTERNAL, {}
     if isinstance(record, Retrieval):
-        attrs = {semconv.GEN_AI_OPERATION_NAME: "retrieval"}
+        attrs = {semconv.GEN_AI_OPERATION_NAME: semconv.GenAiOperationNameValues.RETRIEVAL}
         _put(attrs, semconv.GEN_AI_DATA_SOURCE_ID, record.data_source_id)
         _put(attrs, semconv.GEN_AI_PROVIDER_NAME, record.provider)
         name = f"retrieval {record.data_source_id}" if record.data_source_id else "retrieval"

@@ -350,7 +350,13 @@ class AuditCallbackHandler(BaseCallbackHandler):
             return
         try:
             self._model_start(
-                "chat", serialized, list(messages[0]) if messages else [], run_id, parent_run_id, metadata, kwargs
+                semconv.GenAiOperationNameValues.CHAT,
+                serialized,
+                list(messages[0]) if messages else [],
+                run_id,
+                parent_run_id,
+                metadata,
+                kwargs,
             )
         except Exception as err:
             _guard.report_internal_error("langchain.on_chat_model_start", err)
@@ -370,7 +376,15 @@ class AuditCallbackHandler(BaseCallbackHandler):
             return
         try:
             prompt = list(prompts[:1])
-            self._model_start("text_completion", serialized, prompt, run_id, parent_run_id, metadata, kwargs)
+            self._model_start(
+                semconv.GenAiOperationNameValues.TEXT_COMPLETION,
+                serialized,
+                prompt,
+                run_id,
+                parent_run_id,
+                metadata,
+                kwargs,
+            )
         except Exception as err:
             _guard.report_internal_error("langchain.on_llm_start", err)
 
@@ -554,7 +568,10 @@ class AuditCallbackHandler(BaseCallbackHandler):
                 )
                 graph.step.span.update_name(f"invoke_agent {name}")
                 graph.step.span.set_attributes(
-                    {semconv.GEN_AI_OPERATION_NAME: "invoke_agent", semconv.GEN_AI_AGENT_NAME: name}
+                    {
+                        semconv.GEN_AI_OPERATION_NAME: semconv.GenAiOperationNameValues.INVOKE_AGENT,
+                        semconv.GEN_AI_AGENT_NAME: name,
+                    }
                 )
             graph.delegated = graph.kind is RunKind.AGENT and graph.parent is not None
 
@@ -607,7 +624,11 @@ class AuditCallbackHandler(BaseCallbackHandler):
         for command in commands:
             if not self._first_sighting(command):
                 continue
-            kind = "handoff" if mapping.is_parent_handoff(command) else "goto"
+            kind = (
+                semconv.LlmAuditDelegationKindValues.HANDOFF
+                if mapping.is_parent_handoff(command)
+                else semconv.LlmAuditDelegationKindValues.GOTO
+            )
             for target, payload in mapping.goto_targets(command):
                 if task is not None:
                     with self._lock:
@@ -635,7 +656,11 @@ class AuditCallbackHandler(BaseCallbackHandler):
         host = run.parent.anchor() if run.parent is not None else None
         if host is None or host.step is None:
             return
-        kind = "agent_as_tool" if host.kind is RunKind.TOOL else "subgraph"
+        kind = (
+            semconv.LlmAuditDelegationKindValues.AGENT_AS_TOOL
+            if host.kind is RunKind.TOOL
+            else semconv.LlmAuditDelegationKindValues.SUBGRAPH
+        )
         enclosing: Run | None = host
         while enclosing is not None and enclosing.kind not in (RunKind.AGENT, RunKind.WORKFLOW):
             enclosing = enclosing.parent

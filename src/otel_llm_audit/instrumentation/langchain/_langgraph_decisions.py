@@ -90,7 +90,7 @@ def _agent_name(span: Any) -> str | None:
     attrs = getattr(span, "attributes", None)
     if not isinstance(attrs, Mapping):
         return None
-    if attrs.get(semconv.GEN_AI_OPERATION_NAME) != "invoke_agent":
+    if attrs.get(semconv.GEN_AI_OPERATION_NAME) != semconv.GenAiOperationNameValues.INVOKE_AGENT:
         return None
     name = attrs.get(semconv.GEN_AI_AGENT_NAME)
     return name if isinstance(name, str) else None

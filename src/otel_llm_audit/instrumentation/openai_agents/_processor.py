@@ -434,7 +434,7 @@ class AuditTracingProcessor(TracingProcessor):
             delegation = Delegation(
                 source=agent.name,
                 target=node.delegate_to,
-                kind="agent_as_tool",
+                kind=semconv.LlmAuditDelegationKindValues.AGENT_AS_TOOL,
                 input=record.arguments,
                 output=record.result,
             )
@@ -487,7 +487,9 @@ class AuditTracingProcessor(TracingProcessor):
         carrier = agent.step.span if agent is not None else node.anchor
         call = agent.claim(_reading.handoff_tool_name(target)) if agent is not None else None
         handoff_input = _reading.tool_arguments(call.arguments) if call is not None and call.arguments else None
-        delegation = Delegation(source=source, target=target, kind="handoff", input=handoff_input or None)
+        delegation = Delegation(
+            source=source, target=target, kind=semconv.LlmAuditDelegationKindValues.HANDOFF, input=handoff_input or None
+        )
         if carrier is not None:
             _audit_event(carrier, semconv.EVENT_LLM_AUDIT_DELEGATION, delegation_attributes(delegation, carrier))
             if state is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from otel_llm_audit import semconv
 from otel_llm_audit.instrumentation.openai import _capture
 from otel_llm_audit.instrumentation.readers import as_float, as_int, as_str, get, json_or_text
 from otel_llm_audit.records import ErrorInfo, LLMCall, Message, RequestParams, Usage
@@ -140,7 +141,7 @@ def llm_call_from_generation(data: Any, start_ns: int | None, error: ErrorInfo |
     config = get(data, "model_config")
     host, port = _server_of(get(config, "base_url"))
     record = LLMCall(
-        operation="chat",
+        operation=semconv.GenAiOperationNameValues.CHAT,
         provider="openai",
         request_model=as_str(get(data, "model")),
         server_address=host,
@@ -187,7 +188,9 @@ def llm_call_from_response(data: Any, start_ns: int | None, error: ErrorInfo | N
     response = get(data, "response")
     # The SDK keeps the response, not the request: the model the response names is the
     # response model (``gen_ai.response.model``); the request model stays unknown.
-    record = LLMCall(operation="chat", provider="openai", request_model=None, api_type="responses")
+    record = LLMCall(
+        operation=semconv.GenAiOperationNameValues.CHAT, provider="openai", request_model=None, api_type="responses"
+    )
     if start_ns is not None:
         record.start_ns = start_ns
     record.error = error
