@@ -339,3 +339,38 @@ def test_event_content_on_our_step_spans_is_masked_before_export(make_audit: Cal
     assert delegation.attributes[semconv.LLM_AUDIT_DELEGATION_INPUT] == '{"note":"call Jane at <PHONE_NUMBER>"}'
     assert interrupt.attributes[semconv.LLM_AUDIT_INTERRUPT_VALUE] == '"Email <EMAIL_ADDRESS> the dose?"'
     assert span.attributes[semconv.LLM_AUDIT_REDACTION_STATUS] == "masked"
+
+
+def test_with_our_processor_step_content_is_built_off_the_callers_thread(
+    make_audit: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from otel_llm_audit.emitter import operations
+    from otel_llm_audit.records import ToolExecution
+
+    built_on: list[str] = []
+    original = operations.step_end_attributes
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        built_on.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(operations, "step_end_attributes", watched)
+    audit = make_audit(content="raw")
+    emitter = Emitter("otel_llm_audit.test", audit.tracer_provider)
+    with emitter.start_step(ToolExecution("lookup", arguments={"ward": 7})) as step:
+        step.record.result = {"beds": 3}
+    (span,) = audit.spans()
+    assert built_on == ["otel-llm-audit-completion"]
+    assert span.attributes[semconv.GEN_AI_TOOL_CALL_ARGUMENTS] == '{"ward":7}'
+    assert span.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] == '{"beds":3}'
+    assert span.attributes[semconv.LLM_AUDIT_CONTENT_MODE] == "raw"
+    # without a processor of ours (a plain SDK pipeline), the same attributes are set inline
+    exporter = InMemorySpanExporter()
+    plain = TracerProvider()
+    plain.add_span_processor(SimpleSpanProcessor(exporter))
+    with Emitter("otel_llm_audit.test", plain).start_step(ToolExecution("lookup", arguments={"ward": 7})):
+        pass
+    assert built_on[-1] == threading.current_thread().name
+    assert exporter.get_finished_spans()[0].attributes[semconv.GEN_AI_TOOL_CALL_ARGUMENTS] == '{"ward":7}'

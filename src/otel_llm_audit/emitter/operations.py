@@ -23,7 +23,7 @@ from otel_llm_audit import _guard, semconv
 from otel_llm_audit.config import ContentMode, effective_settings, get_settings
 from otel_llm_audit.context import current_identity
 from otel_llm_audit.emitter import handoff, parents
-from otel_llm_audit.emitter.attributes import AttributeValue, error_info, exception_event
+from otel_llm_audit.emitter.attributes import AttributeValue, SpanContent, error_info, exception_event
 from otel_llm_audit.emitter.content import ContentEncoder, canonical_hash
 from otel_llm_audit.records import (
     AgentInvocation,
@@ -77,8 +77,14 @@ class StepSpan:
         try:
             if exc is not None and self.record.error is None:
                 self.record.error = error_info(exc)
-            attrs = step_end_attributes(self.record, masked_downstream=_masked_downstream(self.span))
-            self.span.set_attributes(attrs)
+            if handoff.claimer_of(self.span) is not None:
+                # Our processor completes the span on its worker: the JSON of the step's content
+                # (arguments, results, documents, state) is built there, off this thread.
+                handoff.hand_over(self.span, PendingStep(self.record))
+                if self.record.error is not None:
+                    self.span.set_attribute(semconv.ERROR_TYPE, self.record.error.type)
+            else:
+                self.span.set_attributes(step_end_attributes(self.record))
             if self.record.error is not None:
                 self.span.set_status(Status(StatusCode.ERROR, self.record.error.message))
                 event = exception_event(self.record.error)
@@ -86,6 +92,19 @@ class StepSpan:
         except Exception as err:  # our bookkeeping never reaches the application
             _guard.report_internal_error("emitter.step_end", err)
         self.span.end(end_time=end_time)
+
+
+class PendingStep:
+    """A step's completion, handed to the audit processor (the interface of an LLM call's)."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: Step) -> None:
+        self.record = record
+
+    def complete(self, content_allowed: bool = True, masked_downstream: bool = False) -> SpanContent:
+        attrs = step_end_attributes(self.record, masked_downstream=masked_downstream, content_allowed=content_allowed)
+        return SpanContent(attributes=attrs)
 
 
 def start_step(
@@ -163,14 +182,20 @@ def _masked_downstream(span: Span) -> bool:
     return bool(getattr(handoff.claimer_of(span), "masks", False))
 
 
-def step_end_attributes(record: Step, *, masked_downstream: bool = False) -> dict[str, AttributeValue]:
-    """What the step learned by its end: ids, results, records, per the content setting."""
+def step_end_attributes(
+    record: Step, *, masked_downstream: bool = False, content_allowed: bool = True
+) -> dict[str, AttributeValue]:
+    """What the step learned by its end: ids, results, records, per the content setting.
+
+    ``masked_downstream``: a masking stage sees the span before any exporter (``masked`` mode
+    records content only then); ``content_allowed=False``: no content at all (a full queue).
+    """
     attrs: dict[str, AttributeValue] = {}
     if isinstance(record, WorkflowStep):  # no content of its own: only the outcome
         if record.error is not None:
             attrs[semconv.ERROR_TYPE] = record.error.type
         return attrs
-    content = _StepContent(masked_downstream)
+    content = _StepContent(masked_downstream, content_allowed)
     if isinstance(record, ToolExecution):
         _put(attrs, semconv.GEN_AI_TOOL_CALL_ID, record.call_id)
         _put(attrs, semconv.GEN_AI_TOOL_DESCRIPTION, record.description)
@@ -220,8 +245,8 @@ def step_end_attributes(record: Step, *, masked_downstream: bool = False) -> dic
 class _StepContent:
     """Content of a step per the ``content`` setting: JSON, hashes, or nothing."""
 
-    def __init__(self, masked_downstream: bool) -> None:
-        settings = effective_settings(get_settings(), content_allowed=True, masked=masked_downstream)
+    def __init__(self, masked_downstream: bool, content_allowed: bool = True) -> None:
+        settings = effective_settings(get_settings(), content_allowed=content_allowed, masked=masked_downstream)
         self.mode = settings.content
         self.encoder = ContentEncoder(settings.max_content_chars)
         self.hashes: dict[str, list[str]] = {}
