@@ -159,3 +159,13 @@ def test_sensitive_data_off_still_records_the_choices(make_agents_audit: Any, ma
     tool = one(spans, "execute_tool get_weather")
     assert semconv.GEN_AI_TOOL_CALL_ARGUMENTS not in tool.attributes  # the SDK did not keep them
     assert by_name(spans, "chat gpt-4o-mini")  # the LLM spans come from the OpenAI instrumentor regardless
+
+
+def test_a_run_the_sdk_never_ends_is_ended_as_abandoned_not_lost(make_agents_audit: Any) -> None:
+    audit = make_agents_audit()
+    sdk_trace = agents.trace("Left open")
+    sdk_trace.start(mark_as_current=False)
+    OpenAIAgentsInstrumentor().uninstrument()  # the process is stopping with the run still open
+    (workflow,) = [s for s in audit.spans() if s.name == "invoke_workflow Left open"]
+    assert workflow.attributes[semconv.ERROR_TYPE] == "abandoned"
+    assert workflow.status.description == "the Agents SDK never ended this step"

@@ -81,6 +81,11 @@ def error_type_of(exc: BaseException) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
+#: ``error.type`` of a step whose end never came (an evicted LangChain run, an Agents SDK span
+#: the SDK never ended): its span is ended by us, saying so, rather than lost.
+ABANDONED_ERROR_TYPE = "abandoned"
+
+
 def error_info(exc: BaseException) -> ErrorInfo:
     """The record of a failed call."""
     return ErrorInfo(type=error_type_of(exc), message=_safe_str(exc), exception=exc)

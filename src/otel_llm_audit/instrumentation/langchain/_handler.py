@@ -32,6 +32,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from otel_llm_audit import _guard, semconv
+from otel_llm_audit.emitter.attributes import ABANDONED_ERROR_TYPE
 from otel_llm_audit.emitter.operations import (
     add_audit_event,
     decision_attributes,
@@ -66,7 +67,7 @@ _DEFAULT_GRAPH_NAME = "LangGraph"
 #: How many recent LangGraph commands are remembered so one handoff is recorded once.
 _SEEN_COMMANDS = 256
 
-ABANDONED = "abandoned"
+ABANDONED = ABANDONED_ERROR_TYPE
 
 
 def current_parent_run_id() -> UUID | None:

@@ -38,7 +38,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span
 
 from otel_llm_audit import _guard, semconv
-from otel_llm_audit.emitter.attributes import AttributeValue, error_info
+from otel_llm_audit.emitter.attributes import ABANDONED_ERROR_TYPE, AttributeValue, error_info
 from otel_llm_audit.emitter.operations import (
     StepSpan,
     _masked_downstream,
@@ -705,7 +705,7 @@ def _abandon(step: StepSpan | None) -> None:
     if step is None:
         return
     if step.record.error is None:
-        step.record.error = ErrorInfo(type=_reading.OTHER_ERROR, message="the Agents SDK never ended this step")
+        step.record.error = ErrorInfo(type=ABANDONED_ERROR_TYPE, message="the Agents SDK never ended this step")
     step.end()
 
 
