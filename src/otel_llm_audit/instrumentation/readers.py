@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 _MISSING = object()
 
@@ -90,3 +91,18 @@ def view(value: Any) -> Any:
     if type(value) is list:
         return [view(v) for v in value]
     return value
+
+
+def host_and_port(url: Any) -> tuple[str | None, int | None]:
+    """``server.address`` and ``server.port`` of a URL: the scheme's default port for http(s)."""
+    parts = urlsplit(str(url or ""))
+    host = parts.hostname
+    if not host:
+        return None, None
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number
+        port = None
+    if port is None and parts.scheme in ("http", "https"):
+        port = 443 if parts.scheme == "https" else 80
+    return host, port

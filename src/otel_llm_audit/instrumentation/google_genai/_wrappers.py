@@ -27,7 +27,6 @@ import contextvars
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -37,6 +36,7 @@ from otel_llm_audit import _guard
 from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
 from otel_llm_audit.instrumentation.call_scope import CallScope
 from otel_llm_audit.instrumentation.google_genai import _capture
+from otel_llm_audit.instrumentation.readers import host_and_port
 from otel_llm_audit.instrumentation.streams import AsyncStreamProxy, SyncStreamProxy
 from otel_llm_audit.records import LLMCall
 
@@ -59,21 +59,11 @@ def _base_url(options: Any) -> Any:
     return options.get("base_url") if isinstance(options, Mapping) else getattr(options, "base_url", None)
 
 
-def _parse(url: Any) -> tuple[str | None, int | None]:
-    parts = urlsplit(str(url or ""))
-    host = parts.hostname
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
-    except ValueError:
-        port = None
-    return host, port if host else None
-
-
 def server_of(client: Any, http_options: Any) -> tuple[str | None, int | None]:
     """``server.address`` / ``server.port`` of the call: the request's base URL, else the client's."""
     override = _base_url(http_options) if http_options is not None else None
     if override:
-        return _parse(override)
+        return host_and_port(override)
     url = _base_url(getattr(client, "_http_options", None))
     try:
         cached = _servers.get(client)
@@ -81,7 +71,7 @@ def server_of(client: Any, http_options: Any) -> tuple[str | None, int | None]:
         cached = None
     if cached is not None and cached[0] == url:
         return cached[1], cached[2]
-    host, port = _parse(url)
+    host, port = host_and_port(url)
     with contextlib.suppress(TypeError):
         _servers[client] = (url, host, port)
     return host, port

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import weakref
 from typing import Any
-from urllib.parse import urlsplit
+
+from otel_llm_audit.instrumentation.readers import host_and_port
 
 #: The transports the conventions name (``network.transport``).
 PIPE = "pipe"
@@ -51,15 +52,7 @@ class Peer:
 
     def set_url(self, url: Any) -> None:
         """The server's host and port, from the endpoint URL (client side of HTTP)."""
-        parts = urlsplit(str(url))
-        self.server_address = parts.hostname
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if port is None and parts.scheme in ("http", "https"):
-            port = 443 if parts.scheme == "https" else 80
-        self.server_port = port
+        self.server_address, self.server_port = host_and_port(url)
 
 
 _peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDictionary()

@@ -17,7 +17,7 @@ from typing import Any
 
 from otel_llm_audit import semconv
 from otel_llm_audit.instrumentation.openai import _capture
-from otel_llm_audit.instrumentation.readers import as_float, as_int, as_str, get, json_or_text
+from otel_llm_audit.instrumentation.readers import as_float, as_int, as_str, get, host_and_port, json_or_text
 from otel_llm_audit.records import ErrorInfo, LLMCall, Message, RequestParams, Usage
 
 #: ``error.type`` when the SDK reports a failure without its exception (a ``SpanError``).
@@ -139,7 +139,7 @@ def _read_response_output(output: Any, turn: ModelTurn, texts: list[str]) -> Non
 def llm_call_from_generation(data: Any, start_ns: int | None, error: ErrorInfo | None) -> LLMCall:
     """A Chat Completions call (``GenerationSpanData``) as a record; content is read off-thread."""
     config = get(data, "model_config")
-    host, port = _server_of(get(config, "base_url"))
+    host, port = host_and_port(get(config, "base_url"))
     record = LLMCall(
         operation=semconv.GenAiOperationNameValues.CHAT,
         provider="openai",
@@ -222,20 +222,6 @@ def _usage(usage: Any) -> Usage:
         cache_read_input_tokens=as_int(get(usage.get("input_tokens_details"), "cached_tokens")),
         reasoning_output_tokens=as_int(get(usage.get("output_tokens_details"), "reasoning_tokens")),
     )
-
-
-def _server_of(base_url: Any) -> tuple[str | None, int | None]:
-    """``server.address`` / ``server.port`` of the base URL the SDK put in the model config."""
-    if not isinstance(base_url, str) or "://" not in base_url:
-        return None, None
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(base_url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return None, None
-    return parts.hostname, port
 
 
 def tool_arguments(value: Any) -> Any:
