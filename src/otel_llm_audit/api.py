@@ -20,12 +20,11 @@ from opentelemetry.trace import Span, SpanContext
 
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
-from otel_llm_audit.context import current_identity
 from otel_llm_audit.emitter import links, parents
 from otel_llm_audit.emitter.operations import (
-    add_audit_event,
     decision_attributes,
     delegation_attributes,
+    emit_audit_event,
     human_review_attributes,
     interrupt_attributes,
     policy_event_attributes,
@@ -203,21 +202,5 @@ def _emit(
     the current one for this purpose, though the framework never made it current: the parent
     resolvers name it (see :mod:`otel_llm_audit.emitter.parents`).
     """
-    framework = parents.parent_context()
-    current = trace.get_current_span(framework)
-    if current.is_recording():
-        add_audit_event(name, build(current), current)
-        if link_to is not None:
-            link = links.resumes_link(link_to)
-            if link is not None:
-                current.add_link(link.context, link.attributes)
-        return current
-    span_attrs: dict[str, Any] = {semconv.LLM_AUDIT_AUDIT_RECORD: True}
-    identity = current_identity()  # our own spans carry the identity themselves
-    if identity is not None:
-        span_attrs.update(identity.attributes)
     link = links.resumes_link(link_to) if link_to is not None else None
-    carried = [link] if link is not None else None
-    with _tracer().start_as_current_span(name, framework, attributes=span_attrs, links=carried) as span:
-        span.add_event(name, build(span))
-    return span if span.is_recording() or span.get_span_context().is_valid else None
+    return emit_audit_event(_tracer(), name, build, parents.parent_context(), [link] if link is not None else [])

@@ -12,7 +12,7 @@ These spans are not on a per-token hot path, so they are built with the SDK span
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -355,17 +355,54 @@ def _event_content(span: Span | None) -> _StepContent:
     return _StepContent(_masked_downstream(target))
 
 
-def add_audit_event(name: str, attrs: dict[str, AttributeValue], span: Span | None = None) -> bool:
+def add_audit_event(
+    name: str, attrs: dict[str, AttributeValue], span: Span | None = None, timestamp: int | None = None
+) -> bool:
     """Add an audit event to ``span`` (default: the current span) and mark the span for the SIEM route.
 
-    Returns ``False`` when there is no recording span to carry it (the caller should start one).
+    ``timestamp`` (ns) is when the fact happened, when it is recorded later. Returns ``False``
+    when there is no recording span to carry it (see :func:`emit_audit_event`).
     """
     target = span if span is not None else trace.get_current_span()
     if not target.is_recording():
         return False
-    target.add_event(name, attrs)
+    target.add_event(name, attrs, timestamp)
     target.set_attribute(semconv.LLM_AUDIT_AUDIT_RECORD, True)
     return True
+
+
+def emit_audit_event(
+    tracer: trace.Tracer,
+    name: str,
+    build: Callable[[Span], dict[str, AttributeValue]],
+    context: otel_context.Context | None = None,
+    links: Sequence[trace.Link] = (),
+) -> Span | None:
+    """Add audit event ``name`` to the current span of ``context``, or to a short span of its own.
+
+    A record is never dropped for want of a span: with no recording span there (none at all,
+    or a framework step whose span has ended already) the event rides a short span named after
+    it, a child of that context, carrying the audit identity and ``links``. ``build`` makes the
+    event's attributes for the span that carries it (content rules depend on that span).
+    Returns the carrying span (``None`` when nothing records).
+    """
+    target = trace.get_current_span(context)
+    if target.is_recording():
+        add_audit_event(name, build(target), target)
+        for link in links:
+            target.add_link(link.context, link.attributes)
+        return target
+    attrs: dict[str, AttributeValue] = {semconv.LLM_AUDIT_AUDIT_RECORD: True}
+    identity = current_identity()  # our own spans carry the identity themselves
+    if identity is not None:
+        attrs.update(identity.attributes)
+    carrier = tracer.start_span(name, context, attributes=attrs, links=list(links) or None)
+    if not carrier.is_recording():
+        carrier.end()
+        return None
+    carrier.add_event(name, build(carrier))
+    carrier.end()
+    return carrier
 
 
 def _put(attrs: dict[str, AttributeValue], key: str, value: Any) -> None:

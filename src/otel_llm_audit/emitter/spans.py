@@ -111,6 +111,11 @@ class Emitter:
         self._metrics_lock = threading.Lock()
         self._recorder()  # create the instruments now, while the meter provider is surely alive
 
+    @property
+    def tracer(self) -> trace.Tracer:
+        """The tracer of this emitter's instrumentation scope (for spans of an integration's own)."""
+        return self._tracer
+
     def start_llm_call(self, record: LLMCall, *, context: otel_context.Context | None = None) -> LLMCallSpan | None:
         """Start the span of a call; ``None`` when nothing records it (sampled out, no SDK).
 

@@ -20,13 +20,10 @@ from typing import Any, Generic, TypeVar
 
 from langchain_core.runnables.config import var_child_runnable_config
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.trace import Link, Span
 
-from otel_llm_audit import semconv
-from otel_llm_audit.context import current_identity
 from otel_llm_audit.emitter import parents
-from otel_llm_audit.emitter.operations import add_audit_event
+from otel_llm_audit.emitter.operations import emit_audit_event
 from otel_llm_audit.emitter.spans import Emitter
 
 # langgraph's own names. They are persisted in every checkpoint store (pending writes are
@@ -152,29 +149,12 @@ def emit_event(
     ctx: otel_context.Context,
     links: Sequence[Link] = (),
 ) -> Span | None:
-    """Add audit event ``name`` to the current span of ``ctx``, or to a short span of its own.
+    """Audit event ``name`` on the step span of ``ctx``; on a short child span when that span has ended.
 
-    The step's span may have ended already (langgraph evaluates a branch after its node's
-    callback run has ended): the event then rides a short span named after it, a child of
-    that step, so it is never dropped for want of a span. Returns the span that carries it.
+    langgraph evaluates a branch after its node's callback run has ended: the event then rides
+    a short span named after it, so it is never dropped for want of a span.
     """
-    span = trace.get_current_span(ctx)
-    if span.is_recording():
-        add_audit_event(name, build(span), span)
-        for link in links:
-            span.add_link(link.context, link.attributes)
-        return span
-    attrs: dict[str, Any] = {semconv.LLM_AUDIT_AUDIT_RECORD: True}
-    identity = current_identity()
-    if identity is not None:
-        attrs.update(identity.attributes)
-    carrier = emitter._tracer.start_span(name, ctx, attributes=attrs, links=list(links) or None)
-    if not carrier.is_recording():
-        carrier.end()
-        return None
-    carrier.add_event(name, build(carrier))
-    carrier.end()
-    return carrier
+    return emit_audit_event(emitter.tracer, name, build, ctx, links)
 
 
 def interrupt_id_of(interrupt: Any, task_id: str | None) -> str:

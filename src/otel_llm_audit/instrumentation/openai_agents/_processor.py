@@ -43,6 +43,7 @@ from otel_llm_audit.emitter.operations import (
     StepSpan,
     _masked_downstream,
     _StepContent,
+    add_audit_event,
     decision_attributes,
     delegation_attributes,
     human_review_attributes,
@@ -439,7 +440,9 @@ class AuditTracingProcessor(TracingProcessor):
                 output=record.result,
             )
             carrier = agent.step.span
-            _audit_event(carrier, semconv.EVENT_LLM_AUDIT_DELEGATION, delegation_attributes(delegation, carrier))
+            add_audit_event(
+                semconv.EVENT_LLM_AUDIT_DELEGATION, span=carrier, attrs=delegation_attributes(delegation, carrier)
+            )
         if self.approvals and agent is not None and record.result is None and record.error is None:
             agent.held.append((step, _reading.iso_to_ns(span.ended_at)))
             return
@@ -491,7 +494,9 @@ class AuditTracingProcessor(TracingProcessor):
             source=source, target=target, kind=semconv.LlmAuditDelegationKindValues.HANDOFF, input=handoff_input or None
         )
         if carrier is not None:
-            _audit_event(carrier, semconv.EVENT_LLM_AUDIT_DELEGATION, delegation_attributes(delegation, carrier))
+            add_audit_event(
+                semconv.EVENT_LLM_AUDIT_DELEGATION, span=carrier, attrs=delegation_attributes(delegation, carrier)
+            )
             if state is not None:
                 state.handoffs[target] = carrier.get_span_context()
         if agent is not None and agent.pending is not None:
@@ -510,7 +515,7 @@ class AuditTracingProcessor(TracingProcessor):
             details={"triggered": triggered},
         )
         if node.anchor is not None:
-            _audit_event(node.anchor, semconv.EVENT_LLM_AUDIT_POLICY, policy_event_attributes(event))
+            add_audit_event(semconv.EVENT_LLM_AUDIT_POLICY, span=node.anchor, attrs=policy_event_attributes(event))
         if triggered and state is not None:
             state.blocked.add(name)
 
@@ -526,7 +531,7 @@ class AuditTracingProcessor(TracingProcessor):
         if stage:
             details["stage"] = stage
         event = PolicyEvent(category="guardrail", action="blocked", source=SOURCE, name=name, details=details)
-        _audit_event(node.anchor, semconv.EVENT_LLM_AUDIT_POLICY, policy_event_attributes(event))
+        add_audit_event(semconv.EVENT_LLM_AUDIT_POLICY, span=node.anchor, attrs=policy_event_attributes(event))
         if state is not None and name:
             state.blocked.add(name)
 
@@ -572,7 +577,9 @@ class AuditTracingProcessor(TracingProcessor):
             agent_name=agent.name,
         )
         span = agent.step.span
-        _audit_event(span, semconv.EVENT_LLM_AUDIT_DECISION, decision_attributes(decision, span), timestamp)
+        add_audit_event(
+            semconv.EVENT_LLM_AUDIT_DECISION, span=span, attrs=decision_attributes(decision, span), timestamp=timestamp
+        )
 
     # -- human in the loop -----------------------------------------------------------------
 
@@ -597,7 +604,9 @@ class AuditTracingProcessor(TracingProcessor):
                 pause = self._ledger.record_pause(node.trace_id, call_id, tool, span.get_span_context())
                 value = {"tool": tool, "agent": agent.name, "arguments": _reading.tool_arguments(get(raw, "arguments"))}
                 interrupt = Interrupt(pause.interrupt_id, value)
-                _audit_event(span, semconv.EVENT_LLM_AUDIT_INTERRUPT, interrupt_attributes(interrupt, span))
+                add_audit_event(
+                    semconv.EVENT_LLM_AUDIT_INTERRUPT, span=span, attrs=interrupt_attributes(interrupt, span)
+                )
                 if held is not None:
                     held.end()
         except Exception as err:
@@ -648,14 +657,6 @@ def _new_exception(before: BaseException | None) -> BaseException | None:
     return exc
 
 
-def _audit_event(span: Span, name: str, attrs: dict[str, AttributeValue], timestamp: int | None = None) -> None:
-    """Like ``add_audit_event``, with the time the fact happened when it is recorded later."""
-    if not span.is_recording():
-        return
-    span.add_event(name, attrs, timestamp)
-    span.set_attribute(semconv.LLM_AUDIT_AUDIT_RECORD, True)
-
-
 def _put_tool_definitions(span: Span, tools: list[str], handoffs: list[str]) -> None:
     """The agent's tools and handoffs as ``gen_ai.tool.definitions`` (names only), per the content setting."""
     if not (tools or handoffs) or not span.is_recording():
@@ -691,7 +692,7 @@ def _add_reviews(span: Span, reviews: Sequence[Review]) -> None:
             interrupt_id=pause.interrupt_id if pause is not None else None,
             response=review.response,
         )
-        _audit_event(span, semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW, human_review_attributes(record, span))
+        add_audit_event(semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW, span=span, attrs=human_review_attributes(record, span))
 
 
 def _abandon_node(node: _Node) -> None:
