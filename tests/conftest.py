@@ -8,6 +8,7 @@ and instruments only the OpenAI SDK, so each test sees exactly the spans it caus
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,10 @@ from otel_llm_audit.bootstrap import AuditPipeline
 from otel_llm_audit.config import set_settings
 from otel_llm_audit.demo.fake_server import FakeModelServer
 from otel_llm_audit.emitter.handoff import SCOPE_PREFIX
+
+# Tests build pipelines that export straight to in-memory exporters; the tests of the local
+# audit store (and the demo) name a store explicitly. Subprocesses inherit this too.
+os.environ.setdefault("OTEL_LLM_AUDIT_STORE", "off")
 
 try:  # the openai tests need the SDK; the other test modules do not
     import openai

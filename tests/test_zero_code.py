@@ -25,6 +25,9 @@ from packaging.requirements import Requirement
 
 from otel_llm_audit import semconv
 from otel_llm_audit.cli.otlp_reader import SpanView, read_spans
+from otel_llm_audit.delivery.store import AuditStore
+from otel_llm_audit.delivery.store_writer import CHECKPOINT_SCOPE
+from otel_llm_audit.delivery.stored_spans import export_requests
 from otel_llm_audit.demo.fake_server import FakeModelServer
 from otel_llm_audit.instrumentation.openai import OpenAIInstrumentor
 
@@ -49,9 +52,7 @@ def fake_model() -> Iterator[FakeModelServer]:
         yield server
 
 
-def _run_instrumented(
-    tmp_path: Path, base_url: str, *app_args: str, **env: str
-) -> subprocess.CompletedProcess[str]:
+def _run_instrumented(tmp_path: Path, base_url: str, *app_args: str, **env: str) -> subprocess.CompletedProcess[str]:
     app = tmp_path / "app.py"
     app.write_text(APP)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_"))}
@@ -64,6 +65,16 @@ def _run_instrumented(
         text=True,
         timeout=120,
     )
+
+
+def _stored_spans(tmp_path: Path) -> list[SpanView]:
+    """The spans in the default local audit store, read through its OTLP JSON export."""
+    store = AuditStore(tmp_path / "llm-audit" / "audit.db", readonly=True)
+    exported = tmp_path / "exported.jsonl"
+    exported.write_text("".join(json.dumps(doc) + "\n" for doc in export_requests(store, store.iter_records())))
+    spans, bad = read_spans(exported)
+    assert bad == 0
+    return spans
 
 
 def _llm_span(spans: list[SpanView]) -> SpanView:
@@ -120,9 +131,13 @@ def test_instruments_any_extra_equals_instrumentation_dependencies() -> None:
         "llm_audit_mcp",
     }
     # opentelemetry-instrument loads every instrumentor: none may import its library up front
-    probe = "import sys\n" + "".join(f"import {ep.value.split(':')[0]}\n" for ep in ours) + (
-        "print(sorted(m for m in ('openai', 'anthropic', 'botocore', 'google.genai', 'langchain_core', 'langgraph',"
-        " 'agents', 'mcp') if m in sys.modules))"
+    probe = (
+        "import sys\n"
+        + "".join(f"import {ep.value.split(':')[0]}\n" for ep in ours)
+        + (
+            "print(sorted(m for m in ('openai', 'anthropic', 'botocore', 'google.genai', 'langchain_core', 'langgraph',"
+            " 'agents', 'mcp') if m in sys.modules))"
+        )
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
@@ -134,10 +149,11 @@ def test_opentelemetry_instrument_writes_otlp_json_by_default(tmp_path: Path, fa
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Hello from the fake model."
-    spans, bad = read_spans(tmp_path / "llm-audit" / "traces.jsonl")
-    assert bad == 0
+    assert not (tmp_path / "llm-audit" / "traces.jsonl").exists()  # the store is the embedded default
+    spans = _stored_spans(tmp_path)
     span = _llm_span(spans)
     assert span.name == "chat gpt-4o-mini"
+    assert span.attributes[semconv.LLM_AUDIT_INTEGRITY_ALGORITHM] == "sha256"  # sealed into the store
     assert span.kind == 3  # CLIENT
     attrs = span.attributes
     assert attrs[semconv.GEN_AI_OPERATION_NAME] == "chat"
@@ -165,10 +181,9 @@ def test_opentelemetry_instrument_masks_by_default(tmp_path: Path, fake_model: F
     question = "Mail the results to jane.doe@example.com, SSN 219-09-9999."
     result = _run_instrumented(tmp_path, fake_model.base_url, question)
     assert result.returncode == 0, result.stderr
-    text = (tmp_path / "llm-audit" / "traces.jsonl").read_text()
-    assert "jane.doe@example.com" not in text and "219-09-9999" not in text
-    spans, bad = read_spans(tmp_path / "llm-audit" / "traces.jsonl")
-    assert bad == 0
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "llm-audit").iterdir())
+    assert b"jane.doe@example.com" not in stored and b"219-09-9999" not in stored
+    spans = _stored_spans(tmp_path)
     attrs = _llm_span(spans).attributes
     assert attrs[semconv.LLM_AUDIT_CONTENT_MODE] == "masked"
     assert json.loads(attrs[semconv.GEN_AI_INPUT_MESSAGES]) == [
@@ -182,8 +197,8 @@ def test_opentelemetry_instrument_masks_by_default(tmp_path: Path, fake_model: F
 def test_disabling_our_entry_point_leaves_other_instrumentations(tmp_path: Path, fake_model: FakeModelServer) -> None:
     result = _run_instrumented(tmp_path, fake_model.base_url, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="llm_audit_openai")
     assert result.returncode == 0, result.stderr
-    spans, _ = read_spans(tmp_path / "llm-audit" / "traces.jsonl")
-    assert [s.scope for s in spans if s.scope.startswith("otel_llm_audit")] == []
+    spans = _stored_spans(tmp_path)
+    assert [s.scope for s in spans if s.scope.startswith("otel_llm_audit") and s.scope != CHECKPOINT_SCOPE] == []
     assert len([s for s in spans if s.scope.startswith("opentelemetry.instrumentation.httpx")]) == 1
 
 
@@ -219,7 +234,11 @@ def test_otlp_http_receiver_gets_the_audit_span(tmp_path: Path, fake_model: Fake
     finally:
         receiver.shutdown()
     assert result.returncode == 0, result.stderr
-    assert not (tmp_path / "llm-audit").exists()  # an exporter was configured: no local file
+    # An exporter was configured: no local file, but the store in front of it (store-and-forward).
+    assert sorted(p.name for p in (tmp_path / "llm-audit").iterdir() if not p.name.startswith("audit.db-")) == [
+        "audit.db"
+    ]
+    assert AuditStore(tmp_path / "llm-audit" / "audit.db", readonly=True).pending() == 0  # all delivered
     spans = []
     for body in _Receiver.bodies:
         request = ExportTraceServiceRequest.FromString(body)

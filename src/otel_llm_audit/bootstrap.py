@@ -22,11 +22,13 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_llm_audit.config import ContentMode, Settings, set_settings
 from otel_llm_audit.delivery.otlp_json import OtlpJsonFileMetricExporter, OtlpJsonFileSpanExporter
+from otel_llm_audit.delivery.store_and_forward import StoreAndForwardProcessor
+from otel_llm_audit.processing import sampling
 from otel_llm_audit.processing.identity import AuditIdentitySpanProcessor
 from otel_llm_audit.processing.pipeline import AuditSpanProcessor
 
@@ -52,6 +54,8 @@ class AuditPipeline:
     exit_hook: Any = None
     #: The audit span processor: completion, masking, export.
     processor: AuditSpanProcessor | None = None
+    #: The local audit store and its forwarders (``None`` with ``store="off"``).
+    store: StoreAndForwardProcessor | None = None
 
     @property
     def masking(self) -> MaskingStage | None:
@@ -96,7 +100,9 @@ def configure(
 
     ``settings`` are the fields of :class:`~otel_llm_audit.config.Settings` (``content="raw"``,
     ``price_files=[...]``, ...); they win over the environment. Exporters default to the
-    standard ``OTEL_*`` variables, and to an OTLP JSON file when none is configured.
+    standard ``OTEL_*`` variables, and to an OTLP JSON file when none is configured. The
+    provider's sampler (``OTEL_TRACES_SAMPLER``, or the one given) is wrapped so that it never
+    drops an audit span (:mod:`otel_llm_audit.processing.sampling`).
     """
     resolved = Settings.from_env(**settings)
     _check_prices(resolved)
@@ -104,15 +110,22 @@ def configure(
     with _lock:
         exporters = list(span_exporters) if span_exporters is not None else span_exporters_from_env(resolved)
         provider = tracer_provider or TracerProvider(resource=Resource.create())
+        # Before any tracer is made from the provider (tracers copy its sampler): an application
+        # sampler (OTEL_TRACES_SAMPLER, or the one it passed) never drops an audit span.
+        sampling.install(provider)
         readers = list(metric_readers) if metric_readers is not None else metric_readers_from_env(resolved)
         mp = meter_provider
         if mp is None and readers:
             mp = MeterProvider(resource=provider.resource, metric_readers=readers)
         masking = masking_stage_for(resolved, mp)
+        store = (
+            StoreAndForwardProcessor.build(resolved, exporters, provider.resource) if resolved.store_enabled else None
+        )
+        downstream: list[SpanProcessor] = [store] if store is not None else [BatchSpanProcessor(e) for e in exporters]
         provider.add_span_processor(AuditIdentitySpanProcessor())
-        processor = AuditSpanProcessor.attach_to(
+        processor = AuditSpanProcessor.attach(
             provider,
-            exporters,
+            downstream,
             queue_size=resolved.queue_size,
             masking=masking,
             queue_full=resolved.queue_full,
@@ -125,7 +138,7 @@ def configure(
         atexit.register(provider.force_flush)
         pipeline_exit_hook = provider.force_flush
         pipeline = AuditPipeline(
-            resolved, provider, mp, exporters, readers, exit_hook=pipeline_exit_hook, processor=processor
+            resolved, provider, mp, exporters, readers, exit_hook=pipeline_exit_hook, processor=processor, store=store
         )
         if instrument:
             pipeline.instrumentors = instrument_installed(resolved, provider, mp)
@@ -174,11 +187,13 @@ def _otlp_configured(signal: str) -> bool:
     )
 
 
-def _exporter_names(env_var: str, signal: str) -> list[str]:
+def _exporter_names(env_var: str, signal: str, default: str = "otlp_json_file") -> list[str]:
     raw = os.environ.get(env_var, "").strip()
     if raw:
         return [n.strip() for n in raw.split(",") if n.strip()]
-    return ["otlp"] if _otlp_configured(signal) else ["otlp_json_file"]
+    if _otlp_configured(signal):
+        return ["otlp"]
+    return [default] if default else []
 
 
 def _otlp_entry_point(signal: str) -> str:
@@ -205,7 +220,9 @@ def _load_exporter(group: str, name: str) -> Any:
 def span_exporters_from_env(settings: Settings) -> list[SpanExporter]:
     """The span exporters the standard ``OTEL_TRACES_EXPORTER`` / ``OTEL_EXPORTER_OTLP_*`` ask for."""
     exporters: list[SpanExporter] = []
-    for name in _exporter_names("OTEL_TRACES_EXPORTER", "TRACES"):
+    # With the store on, the store itself is the embedded default: no file exporter beside it.
+    default = "" if settings.store_enabled else "otlp_json_file"
+    for name in _exporter_names("OTEL_TRACES_EXPORTER", "TRACES", default):
         if name == "none":
             continue
         if name == "otlp_json_file":

@@ -42,6 +42,9 @@ _GENAI_CAPTURE_VALUES = {
 }
 
 DEFAULT_OUTPUT_FILE = "llm-audit/traces.jsonl"
+DEFAULT_STORE = "llm-audit/audit.db"
+#: Values of the store setting that turn the store off (spans go straight to the exporters).
+STORE_OFF = ("off", "none", "false", "0")
 
 #: field name -> environment variable. Documented in the README's configuration table.
 ENVIRONMENT_VARIABLES: dict[str, str] = {
@@ -56,6 +59,12 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "masking_timeout": "OTEL_LLM_AUDIT_MASKING_TIMEOUT",
     "queue_full": "OTEL_LLM_AUDIT_QUEUE_FULL",
     "queue_block_ms": "OTEL_LLM_AUDIT_QUEUE_BLOCK_MS",
+    "store": "OTEL_LLM_AUDIT_STORE",
+    "store_max_mb": "OTEL_LLM_AUDIT_STORE_MAX_MB",
+    "store_sync": "OTEL_LLM_AUDIT_STORE_SYNC",
+    "seal_key_file": "OTEL_LLM_AUDIT_SEAL_KEY_FILE",
+    "checkpoint_interval": "OTEL_LLM_AUDIT_CHECKPOINT_INTERVAL",
+    "checkpoint_records": "OTEL_LLM_AUDIT_CHECKPOINT_RECORDS",
 }
 
 #: What the caller's thread does when the span queue is full.
@@ -89,6 +98,24 @@ class Settings:
     queue_full: str = "drop"
     #: The longest the caller waits for room in the queue with ``queue_full=block``.
     queue_block_ms: int = 50
+    #: The local audit store (SQLite file): every span is sealed and stored there, and exporters
+    #: are fed from it (store-and-forward). ``off`` sends straight to the exporters, unsealed.
+    store: str = DEFAULT_STORE
+    #: The store's size limit in MiB; past it, the oldest records are pruned (delivered ones first).
+    store_max_mb: int = 1024
+    #: ``normal`` survives a killed process; ``full`` also a power cut (an fsync per write).
+    store_sync: str = "normal"
+    #: An HMAC secret or an Ed25519 private key (PEM) that seals records and signs checkpoints.
+    seal_key_file: str = ""
+    #: Seconds between signed checkpoints (written even when idle).
+    checkpoint_interval: float = 60.0
+    #: Records between signed checkpoints.
+    checkpoint_records: int = 10_000
+
+    @property
+    def store_enabled(self) -> bool:
+        """Whether spans go through the local audit store."""
+        return self.store.strip().lower() not in STORE_OFF and self.store.strip() != ""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -106,6 +133,12 @@ class Settings:
             "masking_timeout": _float_env(env, "masking_timeout", 2.0),
             "queue_full": env.get(ENVIRONMENT_VARIABLES["queue_full"], "").strip().lower() or "drop",
             "queue_block_ms": _int_env(env, "queue_block_ms", 50),
+            "store": env.get(ENVIRONMENT_VARIABLES["store"], "").strip() or DEFAULT_STORE,
+            "store_max_mb": _int_env(env, "store_max_mb", 1024),
+            "store_sync": env.get(ENVIRONMENT_VARIABLES["store_sync"], "").strip().lower() or "normal",
+            "seal_key_file": env.get(ENVIRONMENT_VARIABLES["seal_key_file"], "").strip(),
+            "checkpoint_interval": _float_env(env, "checkpoint_interval", 60.0),
+            "checkpoint_records": _int_env(env, "checkpoint_records", 10_000),
         }
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
@@ -120,6 +153,10 @@ class Settings:
             raise ValueError(
                 f"{ENVIRONMENT_VARIABLES['queue_full']} must be one of {', '.join(QUEUE_FULL_POLICIES)}; "
                 f"got {values['queue_full']!r}"
+            )
+        if values["store_sync"] not in ("normal", "full"):
+            raise ValueError(
+                f"{ENVIRONMENT_VARIABLES['store_sync']} must be normal or full; got {values['store_sync']!r}"
             )
         if not values["masking_timeout"] > 0:
             raise ValueError(f"{ENVIRONMENT_VARIABLES['masking_timeout']} must be a positive number of seconds")

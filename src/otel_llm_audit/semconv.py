@@ -379,6 +379,44 @@ LLM_AUDIT_SDK_VERSION: Final = "llm_audit.sdk.version"
 #: The part of otel-llm-audit in which an internal exception was caught.
 LLM_AUDIT_ERROR_COMPONENT: Final = "llm_audit.error.component"
 
+# --- registry.llm_audit.integrity (otel-llm-audit)
+# The seal a local audit store puts on every span it stores, which travels with the span.
+
+#: The stream (one writer, one process) the record belongs to.
+LLM_AUDIT_INTEGRITY_STREAM: Final = "llm_audit.integrity.stream"
+#: The record's position in its stream, from 0.
+LLM_AUDIT_INTEGRITY_SEQUENCE: Final = "llm_audit.integrity.sequence"
+#: The hash of the previous record in the stream (64 zeros for the first).
+LLM_AUDIT_INTEGRITY_PREV_HASH: Final = "llm_audit.integrity.prev_hash"
+#: The record's seal, hex.
+LLM_AUDIT_INTEGRITY_HASH: Final = "llm_audit.integrity.hash"
+#: How the record's hash was computed.
+LLM_AUDIT_INTEGRITY_ALGORITHM: Final = "llm_audit.integrity.algorithm"
+#: Fingerprint of the key that sealed the record or signed the checkpoint (not secret).
+LLM_AUDIT_INTEGRITY_KEY_ID: Final = "llm_audit.integrity.key_id"
+
+# --- registry.llm_audit.integrity_checkpoint (otel-llm-audit)
+# A signed checkpoint of a stream's chain, itself a sealed record (a span named
+# llm_audit.checkpoint).
+
+#: The sequence number of the last record the checkpoint attests (-1 when the stream is empty).
+LLM_AUDIT_INTEGRITY_CHECKPOINT_SEQUENCE: Final = "llm_audit.integrity.checkpoint.sequence"
+#: The hash of that record.
+LLM_AUDIT_INTEGRITY_CHECKPOINT_HASH: Final = "llm_audit.integrity.checkpoint.hash"
+#: When the checkpoint was made, in nanoseconds since the epoch (part of the signed payload).
+LLM_AUDIT_INTEGRITY_CHECKPOINT_TIME: Final = "llm_audit.integrity.checkpoint.time"
+#: Why the checkpoint was written.
+LLM_AUDIT_INTEGRITY_CHECKPOINT_REASON: Final = "llm_audit.integrity.checkpoint.reason"
+#: How the checkpoint is signed.
+LLM_AUDIT_INTEGRITY_CHECKPOINT_ALGORITHM: Final = "llm_audit.integrity.checkpoint.algorithm"
+#: The signature (hex) over the checkpoint's payload, which includes the previous checkpoint's
+#: signature.
+LLM_AUDIT_INTEGRITY_CHECKPOINT_SIGNATURE: Final = "llm_audit.integrity.checkpoint.signature"
+#: The signature of the stream's previous checkpoint (empty for the first).
+LLM_AUDIT_INTEGRITY_CHECKPOINT_PREV_SIGNATURE: Final = "llm_audit.integrity.checkpoint.prev_signature"
+#: JSON list of [stream, last pruned sequence, its hash] for records the store's size limit removed.
+LLM_AUDIT_INTEGRITY_CHECKPOINT_PRUNED: Final = "llm_audit.integrity.checkpoint.pruned"
+
 
 class GenAiOperationNameValues:
     """Well-known values of ``gen_ai.operation.name``."""
@@ -628,6 +666,39 @@ class LlmAuditDelegationKindValues:
     GOTO: Final = "goto"
 
 
+class LlmAuditIntegrityAlgorithmValues:
+    """Well-known values of ``llm_audit.integrity.algorithm``."""
+
+    #: SHA-256; no key.
+    SHA256: Final = "sha256"
+    #: HMAC-SHA256 with the configured secret.
+    HMAC_SHA256: Final = "hmac-sha256"
+
+
+class LlmAuditIntegrityCheckpointReasonValues:
+    """Well-known values of ``llm_audit.integrity.checkpoint.reason``."""
+
+    #: The checkpoint interval passed.
+    INTERVAL: Final = "interval"
+    #: The number of records per checkpoint was reached.
+    COUNT: Final = "count"
+    #: The store's size limit removed old records; the pruned ranges are listed.
+    PRUNE: Final = "prune"
+    #: The last checkpoint of the stream, written at shutdown.
+    SHUTDOWN: Final = "shutdown"
+
+
+class LlmAuditIntegrityCheckpointAlgorithmValues:
+    """Well-known values of ``llm_audit.integrity.checkpoint.algorithm``."""
+
+    #: Unsigned (no key configured).
+    NONE: Final = "none"
+    #: HMAC-SHA256 with the configured secret.
+    HMAC_SHA256: Final = "hmac-sha256"
+    #: Ed25519, verifiable with the public key.
+    ED25519: Final = "ed25519"
+
+
 # Events (log records with an event name).
 
 #: A policy or guardrail decision about an LLM call (block, flag, redact, refusal, budget...).
@@ -868,6 +939,20 @@ ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_ERROR_COMPONENT,
         LLM_AUDIT_GRAPH_NODE,
         LLM_AUDIT_GRAPH_STEP,
+        LLM_AUDIT_INTEGRITY_ALGORITHM,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_ALGORITHM,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_HASH,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_PREV_SIGNATURE,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_PRUNED,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_REASON,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_SEQUENCE,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_SIGNATURE,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_TIME,
+        LLM_AUDIT_INTEGRITY_HASH,
+        LLM_AUDIT_INTEGRITY_KEY_ID,
+        LLM_AUDIT_INTEGRITY_PREV_HASH,
+        LLM_AUDIT_INTEGRITY_SEQUENCE,
+        LLM_AUDIT_INTEGRITY_STREAM,
         LLM_AUDIT_INTERRUPT_ID,
         LLM_AUDIT_INTERRUPT_VALUE,
         LLM_AUDIT_LINK_TYPE,
@@ -938,6 +1023,20 @@ LLM_AUDIT_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_ERROR_COMPONENT,
         LLM_AUDIT_GRAPH_NODE,
         LLM_AUDIT_GRAPH_STEP,
+        LLM_AUDIT_INTEGRITY_ALGORITHM,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_ALGORITHM,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_HASH,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_PREV_SIGNATURE,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_PRUNED,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_REASON,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_SEQUENCE,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_SIGNATURE,
+        LLM_AUDIT_INTEGRITY_CHECKPOINT_TIME,
+        LLM_AUDIT_INTEGRITY_HASH,
+        LLM_AUDIT_INTEGRITY_KEY_ID,
+        LLM_AUDIT_INTEGRITY_PREV_HASH,
+        LLM_AUDIT_INTEGRITY_SEQUENCE,
+        LLM_AUDIT_INTEGRITY_STREAM,
         LLM_AUDIT_INTERRUPT_ID,
         LLM_AUDIT_INTERRUPT_VALUE,
         LLM_AUDIT_LINK_TYPE,

@@ -33,6 +33,7 @@ import os
 import random
 import re
 import sys
+import tempfile
 import threading
 import zlib
 from collections import Counter
@@ -57,6 +58,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import otel_llm_audit
 from otel_llm_audit import semconv
 from otel_llm_audit.bootstrap import AuditPipeline
+from otel_llm_audit.delivery.store_writer import CHECKPOINT_SCOPE
 from otel_llm_audit.config import set_settings
 from otel_llm_audit.demo.fake_server import HELLO_ANSWER, TOOL_CALL_ID, WEATHER_ANSWER, FakeModelServer
 from otel_llm_audit.instrumentation.openai import OpenAIInstrumentor
@@ -386,6 +388,8 @@ def decode(posts: list[tuple[str, bytes]]) -> list[ReceivedSpan]:
         request = ExportTraceServiceRequest.FromString(body)
         for resource_spans in request.resource_spans:
             for scope_spans in resource_spans.scope_spans:
+                if scope_spans.scope.name == CHECKPOINT_SCOPE:
+                    continue  # the store's signed checkpoints: no content (their bytes are still searched)
                 for span in scope_spans.spans:
                     spans.append(
                         ReceivedSpan(
@@ -487,6 +491,8 @@ class Outcome:
     calls: list[Call]
     values: Values
     policy_version: str | None
+    #: The local audit store's files (database and write-ahead log) as written to disk.
+    stored: bytes = b""
 
     @property
     def raw_bytes(self) -> list[bytes]:
@@ -504,9 +510,13 @@ def audited(content: str, receiver: _ReceiverServer) -> Iterator[AuditPipeline]:
         compression=Compression.NoCompression,  # the bytes checked are the bytes sent
         timeout=10,
     )
+    # The default delivery: the local audit store in front of the exporter (store-and-forward).
+    store = Path(tempfile.mkdtemp(prefix="leak-store-")) / "audit.db"
     pipeline = otel_llm_audit.configure(
         span_exporters=[exporter],
         metric_readers=[],
+        store=str(store),
+        checkpoint_interval=3600,
         tracer_provider=TracerProvider(),
         set_global=False,
         instrument=False,
@@ -792,7 +802,13 @@ def run_scenario(content: str, fake_server: FakeModelServer, receiver: _Receiver
         )
     with receiver.lock:
         posts = list(receiver.posts)
-    return Outcome(posts, decode(posts), calls, v, policy_version)
+    assert pipeline.store is not None
+    stored = b"".join(
+        Path(pipeline.store.store.path + suffix).read_bytes()
+        for suffix in ("", "-wal")
+        if Path(pipeline.store.store.path + suffix).exists()
+    )
+    return Outcome(posts, decode(posts), calls, v, policy_version, stored)
 
 
 def find_leaks(posts: list[tuple[str, bytes]], spans: list[ReceivedSpan], values: list[Seeded]) -> list[str]:
@@ -848,6 +864,9 @@ def test_no_seeded_value_reaches_the_otlp_receiver(fake_server: FakeModelServer,
     assert outcome.posts, "nothing reached the receiver"
     client_key = Seeded("OPENAI_API_KEY", outcome.values.client_api_key)  # sent as a header, never recorded
     assert find_leaks(outcome.posts, outcome.spans, [*values, client_key]) == []
+    # (1b) Not on disk either: the local audit store holds only what was masked.
+    assert outcome.stored, "nothing was written to the audit store"
+    assert find_leaks([("store", outcome.stored)], [], [*values, client_key]) == []
 
     # The spans received: one LLM span per call, and the HTTP span of each main-client request under it.
     by_model = llm_spans_by_model(outcome)

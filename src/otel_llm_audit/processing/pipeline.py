@@ -176,7 +176,14 @@ class AuditSpanProcessor(SpanProcessor):
         path); added with ``provider.add_span_processor`` they are completed off it. Pass
         ``masking=MaskingStage.from_settings(...)`` to mask every span before the exporters.
         """
-        processor = cls([BatchSpanProcessor(e) for e in exporters], **options)
+        return cls.attach(provider, [BatchSpanProcessor(e) for e in exporters], **options)
+
+    @classmethod
+    def attach(
+        cls, provider: TracerProvider, downstream: Sequence[SpanProcessor], **options: Any
+    ) -> AuditSpanProcessor:
+        """Install on ``provider`` in front of ``downstream`` processors (the store, or batch exporters)."""
+        processor = cls(downstream, **options)
         provider.add_span_processor(processor)
         tracer = provider.get_tracer(handoff.SCOPE_PREFIX)
         handoff.register_pipeline(getattr(tracer, "span_processor", None), processor)

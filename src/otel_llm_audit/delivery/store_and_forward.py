@@ -1,0 +1,116 @@
+"""Store-and-forward: every span goes to the local audit store first, and leaves for the network from there.
+
+This is the downstream of the audit span processor (after completion and masking). The SDK's
+``BatchSpanProcessor`` moves spans to the store's writer on its own thread (sealing and disk
+never on the application's thread); one forwarder per configured exporter ships the outbox.
+With no exporter configured, the store alone is the embedded audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from otel_llm_audit.config import Settings
+from otel_llm_audit.delivery.forwarder import Forwarder
+from otel_llm_audit.delivery.store import AuditStore
+from otel_llm_audit.delivery.store_writer import StoreWriter
+from otel_llm_audit.processing.sealing import load_seal_key
+
+logger = logging.getLogger("otel_llm_audit")
+
+#: The longest ``force_flush`` waits for destinations once spans are safely in the store.
+FLUSH_DELIVERY_WAIT_S = 5.0
+
+
+def destination_name(index: int) -> str:
+    """Outbox name of the ``index``-th configured exporter: stable across restarts, so a backlog
+    left by one run is delivered by the next even if the endpoint's address changed."""
+    return f"exporter-{index}"
+
+
+class StoreAndForwardProcessor(SpanProcessor):
+    """Stores every ended span (sealed) and forwards it to each exporter until acknowledged."""
+
+    def __init__(
+        self, store: AuditStore, writer: StoreWriter, forwarders: Sequence[Forwarder], queue_size: int
+    ) -> None:
+        self.store = store
+        self.writer = writer
+        self.forwarders = tuple(forwarders)
+        self._batch = BatchSpanProcessor(
+            writer, max_queue_size=queue_size, schedule_delay_millis=200, max_export_batch_size=512
+        )
+        self._shutdown = False
+
+    @classmethod
+    def build(
+        cls, settings: Settings, exporters: Sequence[SpanExporter], resource: Resource | None = None
+    ) -> StoreAndForwardProcessor:
+        """Open (or create) the store in ``settings`` and start a forwarder per exporter.
+
+        Raises ``StoreError`` or ``SealKeyError`` at start-up when the store or the key cannot be used.
+        """
+        key = load_seal_key(settings.seal_key_file)
+        store = AuditStore(settings.store, sync=settings.store_sync)
+        names = [destination_name(i) for i in range(len(exporters))]
+        forwarders = [Forwarder(store, name, exporter) for name, exporter in zip(names, exporters, strict=True)]
+        _warn_orphaned_destinations(store, names)
+
+        def wake_all() -> None:
+            for forwarder in forwarders:
+                forwarder.wake()
+
+        writer = StoreWriter(
+            store,
+            key=key,
+            destinations=names,
+            resource=resource,
+            max_bytes=settings.store_max_mb * 1024 * 1024,
+            checkpoint_interval=settings.checkpoint_interval,
+            checkpoint_records=settings.checkpoint_records,
+            on_stored=wake_all,
+        )
+        return cls(store, writer, forwarders, queue_size=max(settings.queue_size * 2, 2048))
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._batch.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Everything ended so far is in the store; then wait (briefly) for the destinations."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        stored = self._batch.force_flush(timeout_millis)
+        wait = min(max(deadline - time.monotonic(), 0.0), FLUSH_DELIVERY_WAIT_S)
+        delivered = all([forwarder.flush(wait) for forwarder in self.forwarders])
+        return stored and delivered
+
+    def shutdown(self) -> None:
+        if self._shutdown:
+            return
+        self._shutdown = True
+        self._batch.shutdown()  # type: ignore[no-untyped-call]  # the last spans, then the writer's final checkpoint
+        for forwarder in self.forwarders:
+            forwarder.shutdown(FLUSH_DELIVERY_WAIT_S)
+
+
+def _warn_orphaned_destinations(store: AuditStore, names: Sequence[str]) -> None:
+    """Say so when a previous run queued records for an exporter this run no longer has."""
+    rows = store.connection().execute("SELECT destination, COUNT(*) FROM outbox GROUP BY destination").fetchall()
+    for destination, count in rows:
+        if destination not in names:
+            logger.warning(
+                "otel-llm-audit: %d spans in the audit store %s wait for %s, which is not configured now; "
+                "they stay in the store (configure that exporter again to deliver them)",
+                count,
+                store.path,
+                destination,
+            )
