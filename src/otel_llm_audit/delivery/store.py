@@ -196,11 +196,20 @@ class AuditStore:
         else:
             parent = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(parent, exist_ok=True)
-        connection = self.connection()
-        if not readonly:
-            with connection:
-                connection.executescript(_SCHEMA)
-                connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)", (FORMAT_VERSION,))
+            if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+                with open(self.path, "rb") as handle:
+                    if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                        raise StoreError(f"{self.path!r} is not an audit store (not an SQLite database)")
+        try:
+            connection = self.connection()
+            if not readonly:
+                with connection:
+                    connection.executescript(_SCHEMA)
+                    connection.execute(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)", (FORMAT_VERSION,)
+                    )
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open the audit store {self.path!r}: {err}") from None
         self._check_format(connection)
 
     def _check_format(self, connection: sqlite3.Connection) -> None:

@@ -266,9 +266,13 @@ class StoreWriter(SpanExporter):
             return
         target = int(self._max_bytes * 0.9)
         pruned_all: list[list[Any]] = []
-        while self.store.used_bytes() > target:
-            chunk = max(500, self.store.count() // 20)
-            positions, undelivered = self.store.oldest_for_pruning(chunk)
+        while (used := self.store.used_bytes()) > target:
+            count = self.store.count()
+            if not count:
+                break
+            # As many of the oldest records as the excess holds, at their average size.
+            needed = int((used - target) / (used / count)) + 1
+            positions, undelivered = self.store.oldest_for_pruning(needed)
             if not positions:
                 break
             pruned_all.extend(self.store.prune(positions))
