@@ -324,3 +324,37 @@ def test_the_pipeline_seals_stores_and_forwards_to_the_exporter(tmp_path: Path) 
     assert user == ("nurse-7", "handle request")
     pipeline.shutdown()
     assert [s.name for s in exporter.get_finished_spans()] == ["handle request", CHECKPOINT_SPAN_NAME]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_worker_writes_its_own_stream_and_its_records_are_forwarded(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    pipeline = otel_llm_audit.configure(
+        span_exporters=[exporter], metric_readers=[], instrument=False, set_global=False,
+        store=str(tmp_path / "audit.db"), content="none", checkpoint_interval=3600,
+    )  # fmt: skip
+    tracer = pipeline.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("in the parent"):
+        pass
+    assert pipeline.force_flush(10_000)
+    pid = os.fork()
+    if pid == 0:  # the child: one span, stored, then gone without a goodbye (as a killed worker would be)
+        code = 1
+        try:
+            with tracer.start_as_current_span("in the child"):
+                pass
+            assert pipeline.store is not None
+            code = 0 if pipeline.store._batch.force_flush(10_000) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert pipeline.store is not None
+    pipeline.store.forwarders[0].wake()
+    assert pipeline.store.forwarders[0].flush(10)  # the parent delivers what the child stored
+    names = sorted(s.name for s in exporter.get_finished_spans())
+    assert names == ["in the child", "in the parent"]
+    streams = pipeline.store.store.connection().execute("SELECT name, stream, seq FROM records ORDER BY id").fetchall()
+    assert [(name, seq) for name, _, seq in streams] == [("in the parent", 0), ("in the child", 0)]
+    assert streams[0][1] != streams[1][1]  # two writers, two chains
+    pipeline.shutdown()

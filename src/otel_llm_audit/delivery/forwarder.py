@@ -19,6 +19,7 @@ duplicates, not tampering).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -63,8 +64,22 @@ class Forwarder:
         #: Spans acknowledged by the destination, and failed attempts, since start.
         self.sent = 0
         self.failed_attempts = 0
-        self._thread = threading.Thread(target=self._run, name=f"otel-llm-audit-forward-{destination}", daemon=True)
+        self._start_thread()
+        if hasattr(os, "register_at_fork"):
+            # A forked worker (gunicorn, multiprocessing) forwards too; leases keep the two apart.
+            os.register_at_fork(after_in_child=self._restart_in_child)
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"otel-llm-audit-forward-{self.destination}", daemon=True
+        )
         self._thread.start()
+
+    def _restart_in_child(self) -> None:
+        if not self._stop.is_set():
+            self._wake = threading.Event()
+            self._idle = threading.Event()
+            self._start_thread()
 
     def wake(self) -> None:
         """New records are in the store."""
