@@ -32,6 +32,9 @@ from otel_llm_audit.delivery.stored_spans import ResourceCache, readable_span_of
 
 logger = logging.getLogger("otel_llm_audit")
 
+#: How often a forwarder looks for leases held by processes of this host that have died.
+DEAD_LEASE_CHECK_S = 30.0
+
 
 class Forwarder:
     """Delivers one destination's outbox through ``exporter``, retrying until acknowledged."""
@@ -129,13 +132,11 @@ class Forwarder:
     def _run(self) -> None:
         resources = ResourceCache(self.store)
         lessee = lessee_name()
-        try:
-            freed = self.store.release_dead_leases(self.destination)
-            if freed:
-                logger.info("otel-llm-audit: resending %d spans leased by a process that died", freed)
-        except Exception as err:
-            _guard.report_internal_error("forwarder.start", err)
+        next_lease_check = 0.0
         while not self._stop.is_set():
+            if time.monotonic() >= next_lease_check:  # at start, then now and then: a worker may have died
+                next_lease_check = time.monotonic() + DEAD_LEASE_CHECK_S
+                self._free_dead_leases()
             try:
                 records = self.store.claim(self.destination, self._batch_size, self._lease_s, lessee)
             except Exception as err:
@@ -158,6 +159,15 @@ class Forwarder:
                 self._acknowledge(positions)
                 continue
             self._retry_later(positions)
+
+    def _free_dead_leases(self) -> None:
+        try:
+            freed = self.store.release_dead_leases(self.destination)
+        except Exception as err:
+            _guard.report_internal_error("forwarder.leases", err)
+            return
+        if freed:
+            logger.info("otel-llm-audit: resending %d spans leased by a process that died", freed)
 
     def _acknowledge(self, positions: list[int]) -> None:
         try:
