@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Span, SpanKind
 
 import otel_llm_audit
-from otel_llm_audit import _guard, semconv
+from otel_llm_audit import __version__, _guard, semconv
 from otel_llm_audit.config import Settings, set_settings
 from otel_llm_audit.demo.fake_server import FakeModelServer
 from otel_llm_audit.emitter import parents
@@ -69,6 +69,7 @@ def test_workflow_and_retrieval_steps_with_their_position(
         semconv.GEN_AI_OPERATION_NAME: "invoke_workflow",
         semconv.GEN_AI_WORKFLOW_NAME: "discharge",
         semconv.LLM_AUDIT_RUN_ID: "run-1",
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
         semconv.GEN_AI_CONVERSATION_ID: "case-42",
         semconv.GEN_AI_INPUT_MESSAGES: json.dumps(
             [{"role": "user", "parts": [{"type": "text", "content": "can I take it at night?"}]}], separators=(",", ":")
@@ -82,6 +83,7 @@ def test_workflow_and_retrieval_steps_with_their_position(
         semconv.GEN_AI_OPERATION_NAME: "retrieval",
         semconv.GEN_AI_DATA_SOURCE_ID: "leaflets",
         semconv.LLM_AUDIT_RUN_ID: "run-2",
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
         semconv.LLM_AUDIT_GRAPH_NODE: "librarian",
         semconv.LLM_AUDIT_GRAPH_STEP: 2,
         semconv.GEN_AI_RETRIEVAL_TOP_K: 3,
@@ -109,6 +111,7 @@ def test_checkpoint_write_is_a_memory_span_with_its_ids_and_times(
         semconv.GEN_AI_OPERATION_NAME: "update_memory",
         semconv.GEN_AI_MEMORY_STORE_ID: "InMemorySaver",
         semconv.LLM_AUDIT_CHECKPOINT_THREAD_ID: "ward-7",
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
         semconv.LLM_AUDIT_CHECKPOINT_NS: "",
         semconv.LLM_AUDIT_CHECKPOINT_ID: "1ef-0003",
         semconv.GEN_AI_MEMORY_RECORD_COUNT: 1,

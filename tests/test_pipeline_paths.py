@@ -97,7 +97,14 @@ def test_fast_path_publishes_to_every_processor_of_the_provider(server: FakeMode
 
 
 def test_fast_path_honours_a_sampler_that_drops(server: FakeModelServer) -> None:
-    pipeline, exporter = _configured(tracer_provider=TracerProvider(sampler=ALWAYS_OFF))
+    """The sampler in force has the last word; configure() puts the audit sampler in front of the
+    application's (tests/test_sampling_keeps_audit.py), so here one replaces it before instrumenting."""
+    exporter = InMemorySpanExporter()
+    pipeline = otel_llm_audit.configure(
+        span_exporters=[exporter], metric_readers=[], set_global=False, instrument=False, content="raw"
+    )
+    pipeline.tracer_provider.sampler = ALWAYS_OFF
+    OpenAIInstrumentor().instrument(tracer_provider=pipeline.tracer_provider)
     reply = _client(server).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert reply.choices[0].message.content == "Hello from the fake model."
     assert pipeline.force_flush(5000)

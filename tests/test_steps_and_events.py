@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import otel_llm_audit
-from otel_llm_audit import semconv
+from otel_llm_audit import __version__, semconv
 from otel_llm_audit.config import Settings, set_settings
 from otel_llm_audit.demo.fake_server import FakeModelServer
 from otel_llm_audit.emitter.attributes import llm_call_content
@@ -66,6 +66,7 @@ def test_tool_step_nests_the_llm_call_and_records_arguments_and_result(
         semconv.GEN_AI_TOOL_CALL_ARGUMENTS: '{"ward":7}',
         semconv.GEN_AI_TOOL_CALL_RESULT: '{"patients":3}',
         semconv.LLM_AUDIT_CONTENT_MODE: "raw",
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
     }
 
 

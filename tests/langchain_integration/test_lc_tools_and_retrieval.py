@@ -21,7 +21,7 @@ from langgraph.prebuilt import ToolNode
 from lc_support import children, is_child, one, ours, render, trace_ids
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_llm_audit import semconv
+from otel_llm_audit import __version__, semconv
 from otel_llm_audit.emitter.content import canonical_hash
 
 CARD = "4111 1111 1111 1111"
@@ -58,6 +58,7 @@ def test_a_tool_called_directly(lc: Any) -> None:
         semconv.GEN_AI_TOOL_NAME: "lookup_bed",
         semconv.GEN_AI_TOOL_TYPE: "function",
         semconv.GEN_AI_TOOL_DESCRIPTION: "Find a free bed on a ward.",
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
         semconv.GEN_AI_TOOL_CALL_ARGUMENTS: '{"ward":7}',
         semconv.GEN_AI_TOOL_CALL_RESULT: '"bed 12 on ward 7"',
         semconv.LLM_AUDIT_CONTENT_MODE: "raw",
@@ -142,6 +143,7 @@ def test_a_retriever_is_a_retrieval_span_with_query_and_documents(lc: Any) -> No
     assert attrs == {
         semconv.GEN_AI_OPERATION_NAME: "retrieval",
         semconv.GEN_AI_DATA_SOURCE_ID: "VectorStoreRetriever",
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
         semconv.GEN_AI_RETRIEVAL_QUERY_TEXT: "Ward 7 discharge protocol",
         semconv.LLM_AUDIT_CONTENT_MODE: "raw",
     }

@@ -23,7 +23,7 @@ from langgraph.types import Command
 from lc_support import ScriptedChatModel, children, events, is_child, one, ours, render, trace_ids
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_llm_audit import semconv
+from otel_llm_audit import __version__, semconv
 
 
 class Log(TypedDict):
@@ -84,6 +84,7 @@ def test_graph_nodes_goto_and_subgraph_form_one_exact_tree(lc: Any) -> None:
         semconv.GEN_AI_OPERATION_NAME: "invoke_workflow",
         semconv.GEN_AI_WORKFLOW_NAME: "report_flow",
         semconv.LLM_AUDIT_RUN_ID: str(root_id),
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
         semconv.LLM_AUDIT_CONTENT_MODE: "raw",
     }
     for step, node in enumerate(["plan", "route", "review", "write"], start=1):
@@ -96,6 +97,7 @@ def test_graph_nodes_goto_and_subgraph_form_one_exact_tree(lc: Any) -> None:
             semconv.LLM_AUDIT_RUN_ID: run_ids.ids[node][0],  # LangChain's own run id of the node task
             semconv.LLM_AUDIT_GRAPH_NODE: node,
             semconv.LLM_AUDIT_GRAPH_STEP: step,
+            semconv.LLM_AUDIT_SDK_VERSION: __version__,
         }, node
         # Real times: each node inside the workflow, in order.
         assert workflow.start_time <= span.start_time <= span.end_time <= workflow.end_time
@@ -110,6 +112,7 @@ def test_graph_nodes_goto_and_subgraph_form_one_exact_tree(lc: Any) -> None:
         semconv.LLM_AUDIT_GRAPH_NODE: "write",
         semconv.LLM_AUDIT_GRAPH_STEP: 4,
         semconv.LLM_AUDIT_CONTENT_MODE: "raw",
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
     }
     draft = one(spans, "step draft")
     assert draft.attributes[semconv.LLM_AUDIT_GRAPH_STEP] == 1  # the sub-graph's own super-step
@@ -206,7 +209,7 @@ def test_a_plain_lcel_pipeline_is_a_workflow_of_steps(lc: Any) -> None:
         "  step StrOutputParser (INTERNAL)",
     ]
     step = one(spans, "step ChatPromptTemplate")
-    assert set(step.attributes or {}) == {semconv.LLM_AUDIT_RUN_ID}  # no invented gen_ai.* keys
+    assert set(step.attributes or {}) == {semconv.LLM_AUDIT_RUN_ID, semconv.LLM_AUDIT_SDK_VERSION}  # no gen_ai.* keys
 
 
 def test_a_graph_invoked_from_a_plain_step_becomes_an_agent(lc: Any) -> None:

@@ -17,7 +17,7 @@ from lg_internals_spans import SCOPE, GraphRunIds, Process, attr, events, memory
 from opentelemetry.trace import SpanKind, StatusCode
 
 import otel_llm_audit
-from otel_llm_audit import _guard, semconv
+from otel_llm_audit import __version__, _guard, semconv
 from otel_llm_audit.emitter.spans import Emitter
 from otel_llm_audit.instrumentation.langchain import _langgraph
 
@@ -267,6 +267,7 @@ def test_an_application_state_edit_is_recorded_with_who_made_it(lg: Process) -> 
         semconv.GEN_AI_OPERATION_NAME: "update_memory",
         semconv.LLM_AUDIT_GRAPH_NODE: "plan",
         semconv.USER_ID: "nurse-2",
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
         semconv.GEN_AI_MEMORY_STORE_ID: "InMemorySaver",
         semconv.GEN_AI_MEMORY_RECORD_ID: new_id,
         semconv.LLM_AUDIT_CHECKPOINT_THREAD_ID: "refund-42",

@@ -13,7 +13,7 @@ from lg_internals_graphs import RefundState, async_refund_graph, fan_graph, refu
 from lg_internals_spans import Process, all_events, events
 from opentelemetry.trace import Span
 
-from otel_llm_audit import _guard, semconv
+from otel_llm_audit import __version__, _guard, semconv
 from otel_llm_audit.emitter import parents
 from otel_llm_audit.records import AgentInvocation, WorkflowInvocation
 
@@ -139,6 +139,6 @@ def test_a_step_that_has_ended_gets_a_short_child_span_for_the_event(lg: Process
     assert carrier.name == DECISION
     assert carrier.parent is not None and carrier.parent.span_id == ended.context.span_id
     assert carrier.context.trace_id == ended.context.trace_id
-    assert carrier.attributes == {semconv.LLM_AUDIT_AUDIT_RECORD: True}
+    assert carrier.attributes == {semconv.LLM_AUDIT_AUDIT_RECORD: True, semconv.LLM_AUDIT_SDK_VERSION: __version__}
     assert event[semconv.LLM_AUDIT_DECISION_CHOSEN] == ["execute"]
     assert _guard.internal_error_counts() == {}

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
-from otel_llm_audit import semconv
+from otel_llm_audit import __version__, semconv
 from otel_llm_audit.config import Settings, set_settings
 from otel_llm_audit.emitter.spans import Emitter
 from otel_llm_audit.instrumentation.mcp._calls import new_record, start_server
@@ -85,6 +85,7 @@ def test_names_kinds_and_attributes_per_method(traced: tuple[Emitter, InMemorySp
         semconv.SERVER_PORT: 443,
         semconv.GEN_AI_TOOL_CALL_ARGUMENTS: '{"city":"Oslo"}',
         semconv.LLM_AUDIT_CONTENT_MODE: "raw",
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
     }
     assert prompt[semconv.GEN_AI_PROMPT_NAME] == "summary"
     assert prompt[semconv.JSONRPC_REQUEST_ID] == "r-8"
@@ -92,7 +93,11 @@ def test_names_kinds_and_attributes_per_method(traced: tuple[Emitter, InMemorySp
     assert semconv.GEN_AI_OPERATION_NAME not in prompt
     assert resource[semconv.MCP_RESOURCE_URI] == "file:///home/ada/notes.md"
     assert resource[semconv.NETWORK_TRANSPORT] == "pipe"
-    assert progress == {semconv.MCP_METHOD_NAME: "notifications/progress", semconv.LLM_AUDIT_CONTENT_MODE: "raw"}
+    assert progress == {
+        semconv.MCP_METHOD_NAME: "notifications/progress",
+        semconv.LLM_AUDIT_CONTENT_MODE: "raw",
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
+    }
 
 
 def test_errors_error_responses_and_failed_tools(traced: tuple[Emitter, InMemorySpanExporter]) -> None:

@@ -30,6 +30,7 @@ START_KEYS = {
     semconv.GEN_AI_REQUEST_MODEL,
     semconv.SERVER_ADDRESS,
     semconv.SERVER_PORT,
+    semconv.LLM_AUDIT_SDK_VERSION,  # the mark the audit sampler keeps our spans by
 }
 
 

@@ -52,11 +52,24 @@ def span_name(operation: str, model: str | None) -> str:
     return f"{operation} {model}" if model else operation
 
 
+def mark_ours(attrs: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+    """Stamp the start attributes of one of our spans with ``llm_audit.sdk.version``; returns them.
+
+    A sampler sees a span's name and start attributes, never its instrumentation scope, so this
+    key, set at start on every span otel-llm-audit produces, is how
+    :class:`~otel_llm_audit.processing.sampling.AuditSampler` (and a collector's tail sampling)
+    tells an audit span from the application's own, and keeps it when the trace is sampled out.
+    """
+    attrs[semconv.LLM_AUDIT_SDK_VERSION] = __version__
+    return attrs
+
+
 def start_attributes(record: LLMCall) -> dict[str, AttributeValue]:
-    """The sampling-relevant attributes, set when the span starts."""
+    """The sampling-relevant attributes, set when the span starts (with the mark of our spans)."""
     attrs: dict[str, AttributeValue] = {
         semconv.GEN_AI_OPERATION_NAME: record.operation,
         semconv.GEN_AI_PROVIDER_NAME: record.provider,
+        semconv.LLM_AUDIT_SDK_VERSION: __version__,
     }
     if record.request_model:
         attrs[semconv.GEN_AI_REQUEST_MODEL] = record.request_model

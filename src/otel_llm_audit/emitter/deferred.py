@@ -84,6 +84,15 @@ def bounded(attributes: dict[str, Any]) -> Any:
     )
 
 
+class LightSpan(trace.NonRecordingSpan):
+    """A stand-in for one of our spans: carries its context, records nothing.
+
+    A class of its own so that the audit sampler, which cannot ask a non-recording span for
+    its instrumentation scope, still knows a child's parent is ours (and keeps the child, the
+    HTTP span of an LLM call, when the application's sampler would drop it).
+    """
+
+
 def light_span(context: SpanContext) -> trace.Span:
     """The stand-in the call runs under: carries the context, records nothing."""
-    return trace.NonRecordingSpan(context)
+    return LightSpan(context)

@@ -26,7 +26,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit.context import current_identity
 from otel_llm_audit.emitter import parents
-from otel_llm_audit.emitter.attributes import AttributeValue, error_info, exception_event
+from otel_llm_audit.emitter.attributes import AttributeValue, error_info, exception_event, mark_ours
 from otel_llm_audit.emitter.operations import _masked_downstream, _StepContent
 from otel_llm_audit.records import McpRequest
 
@@ -236,7 +236,7 @@ def start_mcp(
             attrs.pop(semconv.GEN_AI_TOOL_NAME, None)
             outer.set_attributes(attrs)
             return McpSpan(outer, record, owned=False, metrics=metrics, start_ns=start_ns)
-    attrs = mcp_start_attributes(record)
+    attrs = mark_ours(mcp_start_attributes(record))
     identity = current_identity(context)
     if identity is not None:
         attrs.update(identity.attributes)

@@ -23,7 +23,7 @@ from otel_llm_audit import _guard, semconv
 from otel_llm_audit.config import ContentMode, effective_settings, get_settings
 from otel_llm_audit.context import current_identity
 from otel_llm_audit.emitter import handoff, parents
-from otel_llm_audit.emitter.attributes import AttributeValue, SpanContent, error_info, exception_event
+from otel_llm_audit.emitter.attributes import AttributeValue, SpanContent, error_info, exception_event, mark_ours
 from otel_llm_audit.emitter.content import ContentEncoder, canonical_hash
 from otel_llm_audit.records import (
     AgentInvocation,
@@ -122,6 +122,7 @@ def start_step(
     than the step it reports. ``links`` point at related spans (a paused run this one resumes).
     """
     name, kind, attrs = _step_start(record)
+    mark_ours(attrs)
     _put_position(attrs, record.position)
     if context is None:
         context = parents.parent_context()
@@ -381,18 +382,20 @@ def emit_audit_event(
     """Add audit event ``name`` to the current span of ``context``, or to a short span of its own.
 
     A record is never dropped for want of a span: with no recording span there (none at all,
-    or a framework step whose span has ended already) the event rides a short span named after
+    a framework step whose span has ended already, or a span the application's sampler dropped
+    or recorded without sampling, which is never exported) the event rides a short span named after
     it, a child of that context, carrying the audit identity and ``links``. ``build`` makes the
     event's attributes for the span that carries it (content rules depend on that span).
     Returns the carrying span (``None`` when nothing records).
     """
     target = trace.get_current_span(context)
-    if target.is_recording():
+    # A recorded but unsampled span (a sampler's RECORD_ONLY) is never exported: not a carrier.
+    if target.is_recording() and target.get_span_context().trace_flags.sampled:
         add_audit_event(name, build(target), target)
         for link in links:
             target.add_link(link.context, link.attributes)
         return target
-    attrs: dict[str, AttributeValue] = {semconv.LLM_AUDIT_AUDIT_RECORD: True}
+    attrs: dict[str, AttributeValue] = mark_ours({semconv.LLM_AUDIT_AUDIT_RECORD: True})
     identity = current_identity()  # our own spans carry the identity themselves
     if identity is not None:
         attrs.update(identity.attributes)

@@ -23,6 +23,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from otel_llm_audit import _guard
+from otel_llm_audit.emitter.deferred import light_span
 from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
 from otel_llm_audit.instrumentation.anthropic import _capture
 from otel_llm_audit.instrumentation.stainless import LLM_CALL_KEY, RequestWrapper, server_of
@@ -111,7 +112,7 @@ def make_call_span_replacement(original: Callable[..., Any]) -> Callable[..., An
         if otel_context.get_value(LLM_CALL_KEY):
             ours = trace.get_current_span().get_span_context()
             if ours.is_valid:
-                return trace.NonRecordingSpan(ours)
+                return light_span(ours)  # the audit sampler knows it as ours
         return original(*args, **kwargs)
 
     start_api_call_span.__wrapped__ = original  # type: ignore[attr-defined]

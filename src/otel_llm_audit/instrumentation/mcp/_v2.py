@@ -20,9 +20,9 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan
 
 from otel_llm_audit import _guard
+from otel_llm_audit.emitter.deferred import light_span
 from otel_llm_audit.instrumentation.mcp._calls import (
     HANDLE_KEY,
     SEND_KEY,
@@ -213,7 +213,7 @@ def _stand_aside(key: object) -> Callable[..., Any]:
 @contextlib.contextmanager
 def _inert(span: trace.Span) -> Iterator[trace.Span]:
     """What the SDK's span helper yields instead: writes to it go nowhere."""
-    yield NonRecordingSpan(span.get_span_context())
+    yield light_span(span.get_span_context())  # the audit sampler knows it as ours
 
 
 def install(patcher: Patcher) -> bool:
