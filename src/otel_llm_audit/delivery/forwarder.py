@@ -27,7 +27,7 @@ import time
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_llm_audit import _guard
-from otel_llm_audit.delivery.store import AuditStore, lessee_name
+from otel_llm_audit.delivery.store import AuditStore, StoredRecord, lessee_name
 from otel_llm_audit.delivery.stored_spans import ResourceCache, readable_span_of
 
 logger = logging.getLogger("otel_llm_audit")
@@ -64,6 +64,7 @@ class Forwarder:
         self._idle = threading.Event()
         self._failures = 0
         self._last_warning = 0.0
+        self._last_error = ""
         #: Spans acknowledged by the destination, and failed attempts, since start.
         self.sent = 0
         self.failed_attempts = 0
@@ -92,7 +93,10 @@ class Forwarder:
     def flush(self, timeout_s: float) -> bool:
         """Wait until the outbox is empty for this destination (False on timeout)."""
         deadline = time.monotonic() + timeout_s
-        self._failures = 0  # a flush is a reason to try now, not after the current backoff
+        if self._failures:
+            # The destination is failing: the spans are safe in the store and the thread keeps
+            # retrying. Waiting here would only hold up the application (at exit, twice).
+            return False
         self.wake()
         while time.monotonic() < deadline:
             try:
@@ -149,16 +153,27 @@ class Forwarder:
                 self._wake.clear()
                 continue
             positions = [record.position for record in records]
-            try:
-                spans = [readable_span_of(record, resources.sdk(record.resource_id)) for record in records]
-                result = self.exporter.export(spans)
-            except Exception as err:
-                _guard.report_internal_error("forwarder.export", err)
-                result = SpanExportResult.FAILURE
-            if result is SpanExportResult.SUCCESS:
+            delivered = self._send(records, resources)
+            del records  # the batch is not kept in memory through a backoff
+            if delivered:
                 self._acknowledge(positions)
-                continue
-            self._retry_later(positions)
+            else:
+                self._retry_later(positions)
+
+    def _send(self, records: list[StoredRecord], resources: ResourceCache) -> bool:
+        """One attempt: True once the destination acknowledged the batch."""
+        try:
+            spans = [readable_span_of(record, resources.sdk(record.resource_id)) for record in records]
+        except Exception as err:  # our bug, not the receiver's: counted, and the batch waits
+            _guard.report_internal_error("forwarder.rebuild", err)
+            return False
+        try:
+            return self.exporter.export(spans) is SpanExportResult.SUCCESS
+        except Exception as err:
+            # Some exporter versions raise on a refused connection (requests.ConnectionError)
+            # instead of returning FAILURE: the receiver is down, not our code broken.
+            self._last_error = f"{type(err).__name__}: {err}"
+            return False
 
     def _free_dead_leases(self) -> None:
         try:
@@ -197,12 +212,14 @@ class Forwarder:
             except Exception:
                 waiting = -1
             logger.warning(
-                "otel-llm-audit: %s did not accept %d spans; %d wait in the audit store, retrying in %.1f s",
+                "otel-llm-audit: %s did not accept %d spans%s; %d wait in the audit store, retrying in %.1f s",
                 self.destination,
                 len(positions),
+                f" ({self._last_error})" if self._last_error else "",
                 waiting,
                 backoff,
             )
+        self._last_error = ""
         deadline = time.monotonic() + backoff
         while not self._stop.is_set() and self._failures and time.monotonic() < deadline:
             self._stop.wait(min(0.05, max(deadline - time.monotonic(), 0)))

@@ -429,7 +429,9 @@ class AuditStore:
     def iter_records(self, *, batch: int = 5000, where: str = "", params: Sequence[Any] = ()) -> Iterator[StoredRecord]:
         """Every record (or those matching ``where``, an SQL condition on ``records``) in stored order."""
         connection = self.connection()
-        after = 0
+        # Not 0: ids start at 1, but a row someone gave id 0 or below by hand must be read too
+        # (``verify`` has to see every row that ``find`` or ``show`` could).
+        after: float = float("-inf")
         condition = f" AND ({where})" if where else ""
         while True:
             rows = connection.execute(

@@ -35,7 +35,7 @@ from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
 from otel_llm_audit.delivery.store import AuditStore, RecordRow
 from otel_llm_audit.processing.canonical import otlp_attributes, span_body, typed_value
-from otel_llm_audit.processing.sealing import UNKEYED, Sealer, SealKey, checkpoint_payload
+from otel_llm_audit.processing.sealing import ALGORITHM_NONE, UNKEYED, Sealer, SealKey, checkpoint_payload
 
 logger = logging.getLogger("otel_llm_audit")
 
@@ -275,6 +275,7 @@ class StoreWriter(SpanExporter):
             positions, undelivered = self.store.oldest_for_pruning(needed)
             if not positions:
                 break
+            pruned_all.extend(self._prune_claims_among(positions))
             pruned_all.extend(self.store.prune(positions))
             if undelivered:
                 self.pruned_undelivered += undelivered
@@ -291,6 +292,44 @@ class StoreWriter(SpanExporter):
                 if stream not in merged or seq > merged[stream][1]:
                     merged[stream] = [stream, seq, digest]
             self._checkpoint_locked("prune", sorted(merged.values()))
+
+    def _prune_claims_among(self, positions: Sequence[int]) -> list[list[Any]]:
+        """The pruned ranges attested by the prune checkpoints about to be pruned themselves.
+
+        They are carried into the new prune checkpoint: otherwise, once the checkpoint that
+        attested a stream's pruned head is gone (another writer's stream, pruned in a later
+        round that touched none of that stream's records), ``verify`` would see a deletion.
+        Only claims whose signature this key verifies are carried (never re-sign a forgery).
+        """
+        placeholders = ",".join("?" * len(positions))
+        rows = self.store.connection().execute(
+            f"SELECT stream, body FROM records WHERE name = ? AND id IN ({placeholders})",
+            (CHECKPOINT_SPAN_NAME, *positions),
+        )
+        claims: list[list[Any]] = []
+        for stream, body in rows:
+            try:
+                attributes = {key: typed[1] for key, typed in json.loads(body)["attributes"]}
+                pruned_text = attributes.get(_A.LLM_AUDIT_INTEGRITY_CHECKPOINT_PRUNED)
+                if not pruned_text:
+                    continue
+                pruned = json.loads(pruned_text)
+                if self.key.checkpoint_algorithm != ALGORITHM_NONE:
+                    payload = checkpoint_payload(
+                        stream,
+                        int(attributes[_A.LLM_AUDIT_INTEGRITY_CHECKPOINT_SEQUENCE]),
+                        attributes[_A.LLM_AUDIT_INTEGRITY_CHECKPOINT_HASH],
+                        int(attributes[_A.LLM_AUDIT_INTEGRITY_CHECKPOINT_TIME]),
+                        attributes[_A.LLM_AUDIT_INTEGRITY_CHECKPOINT_PREV_SIGNATURE],
+                        attributes[_A.LLM_AUDIT_INTEGRITY_CHECKPOINT_REASON],
+                        pruned,
+                    )
+                    if not self.key.verify_signature(payload, attributes[_A.LLM_AUDIT_INTEGRITY_CHECKPOINT_SIGNATURE]):
+                        continue
+                claims.extend([str(c[0]), int(c[1]), str(c[2])] for c in pruned)
+            except (ValueError, KeyError, TypeError, IndexError):
+                continue
+        return claims
 
     def _notify(self) -> None:
         callback = self._on_stored

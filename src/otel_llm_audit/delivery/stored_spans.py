@@ -122,18 +122,29 @@ def export_requests(store: AuditStore, records: Iterable[StoredRecord], batch: i
 
 
 def _request(records: list[StoredRecord], resources: ResourceCache) -> dict[str, Any]:
-    grouped: dict[int, dict[tuple[str, str], list[dict[str, Any]]]] = {}
+    # Spans stay in stored order: consecutive runs of one resource and scope share a group, and a
+    # resource or scope seen again later gets a new group (OTLP allows repeats). Grouping all the
+    # spans of a scope together would move checkpoints away from the records they follow, and
+    # ``verify`` would rightly report them as reordered.
+    resource_spans: list[dict[str, Any]] = []
+    last_resource: int | None = None
+    last_scope: tuple[str, str] | None = None
+    spans: list[dict[str, Any]] = []
     for record in records:
         doc = document_of(record)
         scope = (doc["scope"][0], doc["scope"][1])
-        grouped.setdefault(record.resource_id, {}).setdefault(scope, []).append(otlp_span_of(record, doc))
-    resource_spans = []
-    for resource_id, scopes in grouped.items():
-        scope_spans = []
-        for (name, version), spans in scopes.items():
-            scope_json: dict[str, Any] = {"name": name}
-            if version:
-                scope_json["version"] = version
+        if record.resource_id != last_resource:
+            scope_spans: list[dict[str, Any]] = []
+            resource_spans.append(
+                {"resource": {"attributes": resources.otlp(record.resource_id)}, "scopeSpans": scope_spans}
+            )
+            last_resource, last_scope = record.resource_id, None
+        if scope != last_scope:
+            scope_json: dict[str, Any] = {"name": scope[0]}
+            if scope[1]:
+                scope_json["version"] = scope[1]
+            spans = []
             scope_spans.append({"scope": scope_json, "spans": spans})
-        resource_spans.append({"resource": {"attributes": resources.otlp(resource_id)}, "scopeSpans": scope_spans})
+            last_scope = scope
+        spans.append(otlp_span_of(record, doc))
     return {"resourceSpans": resource_spans}
