@@ -58,8 +58,8 @@ from opentelemetry.sdk.trace import TracerProvider
 import otel_llm_audit
 from otel_llm_audit import semconv
 from otel_llm_audit.bootstrap import AuditPipeline
-from otel_llm_audit.delivery.store_writer import CHECKPOINT_SCOPE
 from otel_llm_audit.config import set_settings
+from otel_llm_audit.delivery.store_writer import CHECKPOINT_SCOPE
 from otel_llm_audit.demo.fake_server import HELLO_ANSWER, TOOL_CALL_ID, WEATHER_ANSWER, FakeModelServer
 from otel_llm_audit.instrumentation.openai import OpenAIInstrumentor
 

@@ -1,4 +1,4 @@
-"""The ``otel-llm-audit`` command: ``demo`` and ``show``."""
+"""The ``otel-llm-audit`` command: ``demo``; ``show``, ``find``, ``cost``, ``export`` (audit store or OTLP JSON)."""
 
 from __future__ import annotations
 
@@ -22,14 +22,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="content mode for the demo (default masked, as everywhere; its personal data is made up)",
     )
 
-    show = commands.add_parser("show", help="print the traces in an OTLP JSON file as trees")
-    show.add_argument("file", help="OTLP JSON lines file (ours or the collector's file exporter)")
-    show.add_argument("--trace", dest="trace_id", help="only this trace id (hex)")
-    show.add_argument(
-        "--steps",
-        action="store_true",
-        help="tell each workflow as numbered steps (following resumed runs in other traces) instead of a tree",
-    )
+    from otel_llm_audit.cli.queries import add_query_parsers
+
+    add_query_parsers(commands)  # show, find, cost, export: from the audit store or an OTLP JSON file
+    from otel_llm_audit.cli.verify import add_verify_parser
+
+    add_verify_parser(commands)  # verify: tamper evidence, by position
 
     args = parser.parse_args(argv)
     console = Console()
@@ -37,22 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from otel_llm_audit.cli.demo import run_demo
 
         return run_demo(args.output, args.content, console)
-    from otel_llm_audit.cli.otlp_reader import read_spans
-    from otel_llm_audit.cli.tree import render_traces
+    if getattr(args, "handler", None) is not None:
+        from otel_llm_audit.cli.options import run_command
 
-    spans, bad = read_spans(args.file)
-    if args.steps:
-        from otel_llm_audit.cli.steps import render_steps
-
-        count = render_steps(spans, console, trace_id=args.trace_id)
-    else:
-        count = render_traces(spans, console, trace_id=args.trace_id)
-    if bad:
-        console.print(f"[yellow]{bad} unreadable lines skipped[/yellow]")
-    if count == 0:
-        console.print("[yellow]no matching trace[/yellow]")
-        return 1
-    return 0
+        return run_command(args.handler, args, console)
+    return 2
 
 
 if __name__ == "__main__":

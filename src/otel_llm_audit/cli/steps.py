@@ -51,7 +51,7 @@ class AuditStep:
 def workflow_steps(spans: Iterable[SpanView], trace_id: str) -> list[AuditStep]:
     """The steps of trace ``trace_id`` and of every trace that resumes it, in time order."""
     all_spans = list(spans)
-    traces = _linked_traces(all_spans, trace_id)
+    traces = linked_traces(all_spans, trace_id)
     members = [s for s in all_spans if s.trace_id in traces]
     by_id = {s.span_id: s for s in members}
     raw: list[tuple[int, int, str, str, str, str, str]] = []
@@ -74,12 +74,7 @@ def workflow_steps(spans: Iterable[SpanView], trace_id: str) -> list[AuditStep]:
 def render_steps(spans: Iterable[SpanView], console: Console, *, trace_id: str | None = None) -> int:
     """Print the steps of one trace, or of every trace that does not resume another; returns the count."""
     all_spans = list(spans)
-    if trace_id is not None:
-        starts = [trace_id] if any(s.trace_id == trace_id for s in all_spans) else []
-    else:
-        resuming = {s.trace_id for s in all_spans if s.links}
-        starts = list(dict.fromkeys(s.trace_id for s in sorted(all_spans, key=lambda s: s.start_ns)))
-        starts = [t for t in starts if t not in resuming]
+    starts = workflow_starts(all_spans, trace_id)
     for start in starts:
         table = Table(title=f"trace {start}", show_lines=False)
         table.add_column("#", justify="right")
@@ -91,7 +86,16 @@ def render_steps(spans: Iterable[SpanView], console: Console, *, trace_id: str |
     return len(starts)
 
 
-def _linked_traces(spans: list[SpanView], trace_id: str) -> set[str]:
+def workflow_starts(spans: list[SpanView], trace_id: str | None = None) -> list[str]:
+    """The traces to tell: ``trace_id`` if present, else every trace that does not resume another."""
+    if trace_id is not None:
+        return [trace_id] if any(s.trace_id == trace_id for s in spans) else []
+    resuming = {s.trace_id for s in spans if s.links}
+    starts = list(dict.fromkeys(s.trace_id for s in sorted(spans, key=lambda s: s.start_ns)))
+    return [t for t in starts if t not in resuming]
+
+
+def linked_traces(spans: list[SpanView], trace_id: str) -> set[str]:
     """``trace_id`` plus the traces whose spans link to it (transitively): resumed runs."""
     links_to: dict[str, set[str]] = defaultdict(set)
     for span in spans:

@@ -14,6 +14,7 @@ from rich.tree import Tree
 from otel_llm_audit import semconv
 from otel_llm_audit.cli.otlp_reader import SpanView
 from otel_llm_audit.cli.steps import event_text, short
+from otel_llm_audit.cli.timespec import utc_text
 
 _IDENTITY_KEYS = (
     semconv.USER_ID,
@@ -24,18 +25,37 @@ _IDENTITY_KEYS = (
     semconv.LLM_AUDIT_TEAM,
     semconv.LLM_AUDIT_APPLICATION,
 )
-_MODEL_KEYS = (
-    semconv.GEN_AI_PROVIDER_NAME,
-    semconv.GEN_AI_RESPONSE_MODEL,
-    semconv.GEN_AI_REQUEST_TEMPERATURE,
-    semconv.GEN_AI_REQUEST_MAX_TOKENS,
-    semconv.GEN_AI_RESPONSE_ID,
-    semconv.GEN_AI_RESPONSE_FINISH_REASONS,
-    semconv.GEN_AI_USAGE_INPUT_TOKENS,
-    semconv.GEN_AI_USAGE_OUTPUT_TOKENS,
-    semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
-    semconv.LLM_AUDIT_COST_USD,
-    semconv.ERROR_TYPE,
+#: (attribute, label) of what was called, how it was asked, and what it used.
+_CALL_KEYS = (
+    (semconv.GEN_AI_PROVIDER_NAME, "provider"),
+    (semconv.GEN_AI_REQUEST_MODEL, "request.model"),
+    (semconv.GEN_AI_RESPONSE_MODEL, "response.model"),
+    (semconv.GEN_AI_RESPONSE_ID, "response.id"),
+    (semconv.GEN_AI_RESPONSE_FINISH_REASONS, "finish_reasons"),
+    (semconv.GEN_AI_CONVERSATION_ID, "conversation.id"),
+    (semconv.SERVER_ADDRESS, "server"),
+)
+_PARAMETER_KEYS = (
+    (semconv.GEN_AI_REQUEST_TEMPERATURE, "temperature"),
+    (semconv.GEN_AI_REQUEST_MAX_TOKENS, "max_tokens"),
+    (semconv.GEN_AI_REQUEST_TOP_P, "top_p"),
+    (semconv.GEN_AI_REQUEST_TOP_K, "top_k"),
+    (semconv.GEN_AI_REQUEST_SEED, "seed"),
+    (semconv.GEN_AI_REQUEST_STOP_SEQUENCES, "stop_sequences"),
+    (semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY, "frequency_penalty"),
+    (semconv.GEN_AI_REQUEST_PRESENCE_PENALTY, "presence_penalty"),
+    (semconv.GEN_AI_REQUEST_CHOICE_COUNT, "choice.count"),
+    (semconv.GEN_AI_REQUEST_REASONING_LEVEL, "reasoning.level"),
+    (semconv.GEN_AI_REQUEST_STREAM, "stream"),
+)
+_USAGE_KEYS = (
+    (semconv.GEN_AI_USAGE_INPUT_TOKENS, "input_tokens"),
+    (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output_tokens"),
+    (semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, "cache_read.input_tokens"),
+    (semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, "cache_write.input_tokens"),
+    (semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, "reasoning.output_tokens"),
+    (semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, "time_to_first_chunk"),
+    (semconv.LLM_AUDIT_COST_USD, "cost_usd"),
 )
 #: Where in a workflow a step ran, and which saved state or MCP session it touched.
 _STEP_KEYS = (
@@ -84,7 +104,12 @@ def _trace_tree(trace_id: str, spans: list[SpanView]) -> Tree:
     for span in sorted(spans, key=lambda s: s.start_ns):
         parent = span.parent_span_id if span.parent_span_id in ids else None
         children[parent].append(span)
-    root = Tree(f"[bold]trace {trace_id}[/bold]")
+    start = min(s.start_ns for s in spans)
+    end = max(s.end_ns for s in spans)
+    root = Tree(
+        f"[bold]trace {trace_id}[/bold] [dim]{utc_text(start)} UTC · {(end - start) / 1e6:.1f} ms · "
+        f"{len(spans)} spans[/dim]"
+    )
 
     def add(node: Tree, parent: str | None) -> None:
         for span in children.get(parent, []):
@@ -99,31 +124,35 @@ def _trace_tree(trace_id: str, spans: list[SpanView]) -> Tree:
 
 def _label(span: SpanView) -> str:
     status = " [red]ERROR[/red]" if span.status_code == 2 else ""
-    return f"[cyan]{span.name}[/cyan] [dim]{span.duration_ms:.1f} ms · {span.scope}[/dim]{status}"
+    return f"[cyan]{escape(span.name)}[/cyan] [dim]{span.duration_ms:.1f} ms · {span.scope}[/dim]{status}"
 
 
 def _details(span: SpanView) -> list[str]:
     attrs = span.attributes
     lines: list[str] = []
-    identity = [f"{k}={attrs[k]}" for k in _IDENTITY_KEYS if k in attrs]
+    identity = [f"{k}={escape(str(attrs[k]))}" for k in _IDENTITY_KEYS if k in attrs]
     if identity and not span.scope.startswith("opentelemetry.instrumentation"):
         lines.append("[green]who[/green] " + "  ".join(identity))
-    model = [
-        f"{k.split('.', 1)[1] if k.startswith('gen_ai.') else k}={short(attrs[k])}" for k in _MODEL_KEYS if k in attrs
-    ]
-    if model:
-        lines.append("[yellow]call[/yellow] " + "  ".join(model))
-    step = [f"{k.split('.', 1)[1]}={short(attrs[k], 40)}" for k in _STEP_KEYS if k in attrs]
+    for title, keys in (("call", _CALL_KEYS), ("parameters", _PARAMETER_KEYS), ("usage", _USAGE_KEYS)):
+        values = [f"{label}={escape(short(attrs[key]))}" for key, label in keys if key in attrs]
+        if values:
+            lines.append(f"[yellow]{title}[/yellow] " + "  ".join(values))
+    if semconv.ERROR_TYPE in attrs or span.status_code == 2:
+        failure = [f"error.type={attrs[semconv.ERROR_TYPE]}"] if semconv.ERROR_TYPE in attrs else []
+        if span.status_message:
+            failure.append(short(span.status_message, 120))
+        lines.append("[red]error[/red] " + escape("  ".join(failure)))
+    step = [f"{k.split('.', 1)[1]}={escape(short(attrs[k], 40))}" for k in _STEP_KEYS if k in attrs]
     if step:
         lines.append("[yellow]step[/yellow] " + "  ".join(step))
     for key in _CONTENT_KEYS:
         if key in attrs:
-            lines.append(f"[magenta]{key}[/magenta] {_preview(attrs[key])}")
+            lines.append(f"[magenta]{key}[/magenta] {escape(_preview(attrs[key]))}")
     for key in _STEP_CONTENT_KEYS:
         if key in attrs:
-            lines.append(f"[magenta]{key}[/magenta] {short(attrs[key], 120)}")
+            lines.append(f"[magenta]{key}[/magenta] {escape(short(attrs[key], 120))}")
     if semconv.LLM_AUDIT_CONTENT_HASHES in attrs:
-        lines.append(f"[magenta]content hashes[/magenta] {short(attrs[semconv.LLM_AUDIT_CONTENT_HASHES], 90)}")
+        lines.append(f"[magenta]content hashes[/magenta] {escape(short(attrs[semconv.LLM_AUDIT_CONTENT_HASHES], 90))}")
     if semconv.LLM_AUDIT_REDACTION_STATUS in attrs:
         redaction = [f"status={attrs[semconv.LLM_AUDIT_REDACTION_STATUS]}"]
         for key, label in (
@@ -133,12 +162,18 @@ def _details(span: SpanView) -> list[str]:
         ):
             if key in attrs:
                 redaction.append(f"{label}={attrs[key]}")
-        lines.append("[blue]masking[/blue] " + "  ".join(redaction))
+        lines.append("[blue]masking[/blue] " + escape("  ".join(redaction)))
     for event in span.events:
         lines.append(_event_line(event["name"], event["attributes"]))
     for link in span.links:
         kind = link["attributes"].get(semconv.LLM_AUDIT_LINK_TYPE, "linked")
         lines.append(f"[blue]{kind}[/blue] trace {link['trace_id']} span {link['span_id']}")
+    if semconv.LLM_AUDIT_INTEGRITY_HASH in attrs:
+        lines.append(
+            f"[dim]seal stream={attrs.get(semconv.LLM_AUDIT_INTEGRITY_STREAM)}  "
+            f"sequence={attrs.get(semconv.LLM_AUDIT_INTEGRITY_SEQUENCE)}  "
+            f"hash={short(attrs[semconv.LLM_AUDIT_INTEGRITY_HASH], 17)}[/dim]"
+        )
     return lines
 
 

@@ -1,0 +1,138 @@
+"""``otel-llm-audit show TRACE_ID``: one trace, as a tree, as numbered steps, or as JSON.
+
+From the audit store the trace is fetched by its trace id index; from a file, by one scan.
+The older form ``show FILE [--trace ID]`` (a file as the positional argument) still works:
+an existing path is a source, 32 hex digits are a trace id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+from typing import Any
+
+from rich.console import Console
+
+from otel_llm_audit.cli.options import NO_MATCH, add_source_option, note, print_json
+from otel_llm_audit.cli.otlp_reader import SpanView
+from otel_llm_audit.cli.sources import Source, SourceError, open_source
+
+_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def add_show_parser(commands: Any) -> None:
+    show = commands.add_parser(
+        "show",
+        help="print a trace as a tree: identity, model, parameters, masked content, tool calls, audit events, cost",
+    )
+    show.add_argument(
+        "target",
+        nargs="?",
+        metavar="TRACE_ID",
+        help="the trace id (32 hex digits); an existing file here is read as the source (the older `show FILE`)",
+    )
+    show.add_argument("--trace", dest="trace_id", metavar="TRACE_ID", help="the trace id, when FILE is positional")
+    add_source_option(show)
+    show.add_argument(
+        "--steps",
+        action="store_true",
+        help="tell each workflow as numbered steps (following resumed runs in other traces) instead of a tree",
+    )
+    show.add_argument("--json", action="store_true", help="the spans as JSON (attributes decoded, content in full)")
+    show.set_defaults(handler=run_show)
+
+
+def _resolve(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(source path, trace id) from the positional argument, ``--trace`` and ``--source``."""
+    source, trace_id = args.source, args.trace_id
+    target = args.target
+    if target is not None:
+        if _TRACE_ID.match(target) and not os.path.exists(target):
+            if trace_id is not None and trace_id.lower() != target.lower():
+                raise SourceError(f"two trace ids given: {target} and --trace {trace_id}")
+            trace_id = target
+        elif os.path.exists(target):
+            if source is not None and source != target:
+                raise SourceError(f"two sources given: {target} and --source {source}")
+            source = target
+        else:
+            raise SourceError(f"{target} is neither a trace id (32 hex digits) nor an existing file")
+    if trace_id is not None:
+        if not _TRACE_ID.match(trace_id):
+            raise SourceError(f"not a trace id (32 hex digits): {trace_id}")
+        trace_id = trace_id.lower()
+    return source, trace_id
+
+
+def run_show(args: argparse.Namespace, console: Console) -> int:
+    source_path, trace_id = _resolve(args)
+    source = open_source(source_path)
+    try:
+        spans = _spans(source, trace_id, steps=args.steps)
+        count = _print(spans, trace_id, args, console) if spans else 0
+    finally:
+        source.close()
+    for warning in source.warnings():
+        note(warning)
+    if count == 0:
+        note(NO_MATCH)
+        return 1
+    return 0
+
+
+def _spans(source: Source, trace_id: str | None, *, steps: bool) -> list[SpanView]:
+    from otel_llm_audit.cli.store_source import StoreSource
+
+    if trace_id is None:
+        if isinstance(source, StoreSource):
+            raise SourceError(f"name a trace: otel-llm-audit show TRACE_ID --source {source.path}")
+        return list(source.all_spans())
+    return source.with_resumed(trace_id) if steps else source.trace(trace_id)
+
+
+def _print(spans: list[SpanView], trace_id: str | None, args: argparse.Namespace, console: Console) -> int:
+    from otel_llm_audit.cli.steps import render_steps, workflow_starts, workflow_steps
+    from otel_llm_audit.cli.tree import render_traces
+
+    if args.steps and args.json:
+        starts = workflow_starts(spans, trace_id)
+        print_json(
+            [
+                {"trace_id": start, "steps": [dataclasses.asdict(step) for step in workflow_steps(spans, start)]}
+                for start in starts
+            ]
+        )
+        return len(starts)
+    if args.json:
+        print_json([span_json(span) for span in sorted(spans, key=lambda s: (s.trace_id != trace_id, s.start_ns))])
+        return len({span.trace_id for span in spans})
+    if args.steps:
+        return render_steps(spans, console, trace_id=trace_id)
+    return render_traces(spans, console, trace_id=trace_id)
+
+
+def span_json(span: SpanView) -> dict[str, Any]:
+    """A span as OTLP/JSON-shaped JSON with its attributes decoded (``{"key": value}``), content in full."""
+    return {
+        "traceId": span.trace_id,
+        "spanId": span.span_id,
+        "parentSpanId": span.parent_span_id or "",
+        "name": span.name,
+        "kind": span.kind,
+        "startTimeUnixNano": str(span.start_ns),
+        "endTimeUnixNano": str(span.end_ns),
+        "scope": span.scope,
+        "resource": span.resource,
+        "attributes": span.attributes,
+        "events": [
+            {"name": event["name"], "timeUnixNano": str(event["time_ns"]), "attributes": event["attributes"]}
+            for event in span.events
+        ],
+        "links": [
+            {"traceId": link["trace_id"], "spanId": link["span_id"], "attributes": link["attributes"]}
+            for link in span.links
+        ],
+        "status": {"code": span.status_code, "message": span.status_message},
+    }
