@@ -180,3 +180,26 @@ def test_provider_policy_events_on_an_llm_call_become_span_events() -> None:
         semconv.LLM_AUDIT_POLICY_SOURCE: "azure.content_filter",
         semconv.LLM_AUDIT_POLICY_NAME: "violence",
     }
+
+
+def test_an_audit_event_on_an_application_span_is_masked_not_hashed(caplog: pytest.LogCaptureFixture) -> None:
+    """The application's own span is not claimed by our processor, but passes its masking stage all the same."""
+    exporter = InMemorySpanExporter()
+    pipeline = otel_llm_audit.configure(
+        span_exporters=[exporter], metric_readers=[], instrument=False, set_global=False, content="masked"
+    )
+    try:
+        assert pipeline.masking is not None and pipeline.masking.wait_ready(60)
+        tracer = pipeline.tracer_provider.get_tracer("ward-app")
+        with caplog.at_level("WARNING", logger="otel_llm_audit"), tracer.start_as_current_span("triage"):
+            otel_llm_audit.record_delegation(
+                "triage", "pharmacist", kind="handoff", input={"note": "call jane.doe@example.com"}
+            )
+        assert pipeline.force_flush(10_000)
+        (span,) = exporter.get_finished_spans()
+        (event,) = span.events
+        assert json.loads(event.attributes[semconv.LLM_AUDIT_DELEGATION_INPUT]) == {"note": "call <EMAIL_ADDRESS>"}
+        assert not [r for r in caplog.records if "no masking stage" in r.getMessage()]
+    finally:
+        pipeline.shutdown()
+        set_settings(None)

@@ -179,8 +179,15 @@ def _step_start(record: Step) -> tuple[str, SpanKind, dict[str, AttributeValue]]
 
 
 def _masked_downstream(span: Span) -> bool:
-    """Whether the processor that claimed ``span`` masks it before export."""
-    return bool(getattr(handoff.claimer_of(span), "masks", False))
+    """Whether a masking stage sees ``span`` before any exporter.
+
+    Our spans are claimed by the audit processor; an application's span (an audit event added
+    to it) is not, but it passes the same processor, which masks every span in ``masked`` mode.
+    """
+    claimer = handoff.claimer_of(span)
+    if claimer is None:
+        claimer = handoff.pipeline_for(getattr(span, "_span_processor", None))
+    return bool(getattr(claimer, "masks", False))
 
 
 def step_end_attributes(
