@@ -15,6 +15,8 @@ from otel_llm_audit.cli import main
 from otel_llm_audit.cli.otlp_reader import read_spans
 from otel_llm_audit.config import set_settings
 from otel_llm_audit.delivery.otlp_json import OtlpJsonFileSpanExporter
+from otel_llm_audit.delivery.store import AuditStore
+from otel_llm_audit.delivery.store_writer import CHECKPOINT_SPAN_NAME
 
 
 def test_demo_records_one_trace_with_identity_tool_call_stream_and_embedding(
@@ -28,10 +30,18 @@ def test_demo_records_one_trace_with_identity_tool_call_stream_and_embedding(
     printed = capsys.readouterr().out
     assert "model asked for tool get_weather" in printed
     assert "The weather in Paris is 18°C and sunny." in printed
-    all_spans, bad = read_spans(output)
+    copy, bad = read_spans(output)  # what the store forwarded: the spans, and the store's final checkpoint
     assert bad == 0
+    all_spans = [s for s in copy if s.name != CHECKPOINT_SPAN_NAME]
+    assert len(copy) - len(all_spans) == 1
     # three requests: the discharge question, then the agent workflow's pause and its resume
     assert len({s.trace_id for s in all_spans}) == 3
+    # Sealed into the demo's store with its HMAC key, and the same spans forwarded to the file.
+    store = AuditStore(tmp_path / "demo-audit.db", readonly=True)
+    stored = list(store.iter_records())
+    assert len(stored) == len(copy) and store.pending() == 0
+    assert {r.algorithm for r in stored} == {"hmac-sha256"}
+    assert sorted(s.attributes[semconv.LLM_AUDIT_INTEGRITY_HASH] for s in copy) == sorted(r.hash for r in stored)
     (root,) = [s for s in all_spans if s.parent_span_id is None and s.name == "handle discharge question"]
     spans = [s for s in all_spans if s.trace_id == root.trace_id]
     ours = sorted((s for s in spans if s.scope == "otel_llm_audit.instrumentation.openai"), key=lambda s: s.start_ns)
@@ -82,6 +92,10 @@ def test_demo_records_one_trace_with_identity_tool_call_stream_and_embedding(
     assert "workflow paused for review" in printed
     assert "The agent workflow, step by step" in printed
     assert "human review approved by dr-4711" in printed
+    # It ends with what a responder would type, run on what it recorded; both verifies pass.
+    for command in ("find --source", "cost --source", "show ", "verify "):
+        assert f"$ otel-llm-audit {command}" in printed
+    assert printed.count(": OK") == 2 and "TAMPERED" not in printed
     # The show command reads the same file back.
     assert main(["show", str(output), "--trace", root.trace_id]) == 0
     shown = capsys.readouterr().out

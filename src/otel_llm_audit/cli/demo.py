@@ -6,16 +6,22 @@ answer, embeds a note, and has an Anthropic model summarise it, all inside one
 ``audit_context``. Then, when LangGraph is installed, a small agent workflow runs
 (:mod:`otel_llm_audit.demo.ward_workflow`): a supervisor delegates to a pharmacist sub-agent
 that retrieves leaflets and calls a tool, and the workflow pauses for a physician whose
-later request resumes it. The recorded traces are printed as trees, and the workflow as
-numbered steps. The
-prompt carries made-up personal data (a record number, a phone number, an e-mail address),
-so the default content mode shows what masking leaves of it.
+later request resumes it. The prompt carries made-up personal data (a record number, a phone
+number, an e-mail address), so the default content mode shows what masking leaves of it.
+
+Everything is written where a real deployment writes it: sealed (with a demo HMAC key) into a
+local audit store, and forwarded from there to an OTLP JSON file, as it would be to a
+collector. The demo then prints the traces as trees and the workflow as numbered steps, and
+ends by running, on what it recorded, the commands an incident responder would type:
+``find``, ``cost``, ``show`` and a ``verify`` of both the store and the forwarded copy.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +29,7 @@ from rich.console import Console
 
 import otel_llm_audit
 from otel_llm_audit import semconv
-from otel_llm_audit.cli.otlp_reader import read_spans
+from otel_llm_audit.cli.sources import CHECKPOINT_SPAN_NAME, open_source
 from otel_llm_audit.cli.steps import render_steps
 from otel_llm_audit.cli.tree import render_traces
 from otel_llm_audit.delivery.otlp_json import OtlpJsonFileSpanExporter
@@ -39,18 +45,33 @@ WEATHER_TOOL: dict[str, Any] = {
 }
 
 
+def demo_store_for(output: str) -> tuple[str, str]:
+    """The demo's audit store and seal key, beside its OTLP JSON file."""
+    directory = os.path.dirname(output) or "."
+    return os.path.join(directory, "demo-audit.db"), os.path.join(directory, "demo-seal.key")
+
+
 def run_demo(output: str, content: str, console: Console) -> int:
-    """Run the scripted app, write OTLP JSON to ``output``, print the trace tree."""
+    """Run the scripted app into a fresh store (forwarded to ``output``), print it, query and verify it."""
     try:
         import openai
     except ImportError:
         console.print("[red]The demo drives the real openai SDK: pip install 'otel-llm-audit[openai]'[/red]")
         return 2
+    store, key = demo_store_for(output)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    if os.path.exists(output):
-        os.remove(output)
+    for stale in (output, store, store + "-wal", store + "-shm"):
+        if os.path.exists(stale):
+            os.remove(stale)
+    if not os.path.exists(key):  # a demo secret: in production the key lives outside the application's reach
+        with open(key, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
     pipeline = otel_llm_audit.configure(
-        span_exporters=[OtlpJsonFileSpanExporter(output)], metric_readers=[], content=content
+        span_exporters=[OtlpJsonFileSpanExporter(output)],
+        metric_readers=[],
+        content=content,
+        store=store,
+        seal_key_file=key,
     )
     tracer = pipeline.tracer_provider.get_tracer("discharge_assistant")
     with FakeModelServer() as server:
@@ -71,18 +92,45 @@ def run_demo(output: str, content: str, console: Console) -> int:
         workflow_ran = _agent_workflow(client, console)
     pipeline.force_flush()
     pipeline.shutdown()
-    spans, bad = read_spans(output)
+    source = open_source(store, progress=False)
+    try:
+        spans = [s for s in source.all_spans() if s.name != CHECKPOINT_SPAN_NAME]
+    finally:
+        source.close()
     console.print()
     render_traces(spans, console)
     if workflow_ran:
-        console.print("\nThe agent workflow, step by step (`otel-llm-audit show FILE --steps`):")
+        console.print("\nThe agent workflow, step by step (`otel-llm-audit show TRACE_ID --steps`):")
         workflow = [s for s in spans if s.attributes.get(semconv.GEN_AI_WORKFLOW_NAME) == "ward_assistant"]
         if workflow:
             render_steps(spans, console, trace_id=min(workflow, key=lambda s: s.start_ns).trace_id)
-    console.print(f"\n{len(spans)} spans written to [bold]{output}[/bold] (OTLP JSON; content mode {content}).")
-    if bad:
-        console.print(f"[yellow]{bad} unreadable lines skipped[/yellow]")
-    return 0
+    console.print(
+        f"\n{len(spans)} spans sealed into the audit store [bold]{store}[/bold] (key {key}) and forwarded to "
+        f"[bold]{output}[/bold] (OTLP JSON; content mode {content})."
+    )
+    root = min((s for s in spans if s.parent_span_id is None), key=lambda s: s.start_ns)
+    return _responder_commands(console, store, key, output, root.trace_id)
+
+
+def _responder_commands(console: Console, store: str, key: str, output: str, trace_id: str) -> int:
+    """What an incident responder would type next, run on what the demo recorded."""
+    from otel_llm_audit.cli import main
+
+    console.rule("Reconstructing it from the command line")
+    commands = [
+        ["find", "--source", store, "--user", "nurse-4711"],
+        ["cost", "--source", store, "--by", "team", "--by", "model"],
+        ["show", trace_id, "--source", store],
+        ["verify", store, "--key", key],
+        ["verify", output, "--key", key],
+    ]
+    failed = 0
+    for argv in commands:
+        console.print(f"\n[bold]$ otel-llm-audit {shlex.join(argv)}[/bold]")
+        status = main(argv)
+        if argv[0] == "verify" and status != 0:
+            failed += 1
+    return 1 if failed else 0
 
 
 def _scripted_app(client: Any, console: Console, anthropic_base_url: str) -> None:

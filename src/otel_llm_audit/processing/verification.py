@@ -148,6 +148,9 @@ def verify_otlp_file(
     """Verify the spans of an OTLP JSON lines file (our ``export``, or the collector's file exporter).
 
     A span's position is its 1-based ordinal in the file; lines that are not JSON are findings.
+    Within one line (one ExportTraceServiceRequest) OTLP groups spans by resource and scope,
+    so an exporter legitimately reorders them there: a line's spans are taken in sequence
+    order, and order is judged across lines (``any_order`` drops that check too).
     """
     verifier = _Verifier(key, any_order, with_lines=True)
     total = os.path.getsize(path)
@@ -173,7 +176,7 @@ def verify_otlp_file(
                 )
                 continue
             parsed += 1
-            for span, resource, scope in _spans_of(request):
+            for span, resource, scope in sorted(_spans_of(request), key=_stream_and_sequence):
                 position += 1
                 verifier.span(position, number, span, resource, scope)
     if progress is not None:
@@ -188,6 +191,23 @@ def verify_otlp_file(
             "attributes): there is nothing to verify"
         )
     return verifier.result(path, "otlp")
+
+
+def _stream_and_sequence(item: tuple[Mapping[str, Any], Any, Any]) -> tuple[str, int]:
+    """Sort key of a span within one request: its stream and sequence number (unsealed spans last)."""
+    stream = sequence = None
+    for attribute in item[0].get("attributes") or ():
+        if not isinstance(attribute, Mapping):
+            continue
+        key = attribute.get("key")
+        if key == semconv.LLM_AUDIT_INTEGRITY_STREAM:
+            stream = (attribute.get("value") or {}).get("stringValue")
+        elif key == semconv.LLM_AUDIT_INTEGRITY_SEQUENCE:
+            sequence = (attribute.get("value") or {}).get("intValue")
+    try:
+        return (str(stream) if stream is not None else "\uffff", int(sequence) if sequence is not None else 2**62)
+    except (TypeError, ValueError):
+        return ("\uffff", 2**62)
 
 
 def _spans_of(request: Mapping[str, Any]) -> Iterable[tuple[Mapping[str, Any], Any, Any]]:
