@@ -12,6 +12,7 @@ Every query is asked of the store (SQL) and of the exported file (a scan), with 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import sqlite3
@@ -24,17 +25,25 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from rich.console import Console
 
 import otel_llm_audit
 from otel_llm_audit import semconv
 from otel_llm_audit.cli import main
+from otel_llm_audit.cli.file_source import FileSource
+from otel_llm_audit.cli.layout import share
 from otel_llm_audit.cli.otlp_reader import read_spans
-from otel_llm_audit.cli.sources import facts_of
-from otel_llm_audit.cli.store_source import StoreSource
+from otel_llm_audit.cli.sources import TraceSummary, facts_of
+from otel_llm_audit.cli.store_source import TRACES_WITH_PREFIX, StoreSource
 from otel_llm_audit.cli.timespec import parse_time, utc_text
 from otel_llm_audit.config import set_settings
 from otel_llm_audit.delivery.store import INDEX_COLUMNS, AuditStore
+from otel_llm_audit.delivery.store_writer import StoreWriter
 from otel_llm_audit.demo.fake_server import FakeModelServer
 from otel_llm_audit.processing.canonical import otlp_body
 
@@ -304,16 +313,94 @@ def test_find_limit_keeps_the_newest_and_counts_all(capsys: pytest.CaptureFixtur
 
 
 def test_find_prints_a_table_and_the_count(capsys: pytest.CaptureFixture[str], recorded: Recorded, source: str) -> None:
+    starts = [
+        utc_text(s["start_ns"]) for s in run_json(capsys, "find", "--session", "audit-2", "--source", source)["spans"]
+    ]
     code, out, _ = run(capsys, "find", "--session", "audit-2", "--limit", "2", "--source", source)
     assert code == 0
-    header = [cell.strip() for cell in out.splitlines()[1].split("┃")[1:-1]]
-    assert header == ["start (UTC)", "trace id", "span", "user", "model", "tokens in/out", "cost USD", "flags"]
-    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if line.startswith("│")]
-    assert [row[1:] for row in rows] == [
-        [recorded.analyst_trace, "chat error-500", "analyst-17", "error-500", "", "", "error"],
-        [recorded.analyst_trace, "chat gpt-4o", "analyst-17", FOUR_O, "3/7", "0.00007750", ""],
+    trace_id = recorded.analyst_trace
+    # 250 columns: the whole row fits, so whole ids and times with the year
+    assert [line.rstrip() for line in out.splitlines()] == [
+        "start (UTC)          trace id                          span            user        model"
+        "              tokens in/out    cost USD  flags",
+        "─" * 134,
+        f"{starts[0]}  {trace_id}  chat error-500  analyst-17  error-500                                     error",
+        f"{starts[1]}  {trace_id}  chat gpt-4o     analyst-17  {FOUR_O}            3/7  0.00007750",
+        "3 matching spans (the newest 2; --limit to see more)",
     ]
-    assert out.splitlines()[-1] == "3 matching spans (the newest 2; --limit to see more)"
+
+
+def run_at(width: int, monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, list[str]]:
+    """The command's terminal output in a console ``width`` columns wide (trailing spaces dropped)."""
+    console = Console(width=width, record=True, file=io.StringIO())
+    monkeypatch.setattr("otel_llm_audit.cli.Console", lambda: console)
+    code = main(list(argv))
+    return code, [line.rstrip() for line in console.export_text().splitlines()]
+
+
+def test_find_in_80_columns_shortens_ids_and_folds_text(
+    capsys: pytest.CaptureFixture[str], recorded: Recorded, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = run_json(capsys, "find", "--session", "audit-2", "--source", source)["spans"]
+    days, times = zip(*(utc_text(s["start_ns"], year=False).split(" ") for s in found), strict=True)
+    code, lines = run_at(80, monkeypatch, "find", "--session", "audit-2", "--limit", "2", "--source", source)
+    assert code == 0
+    short = recorded.analyst_trace[:12]
+    # the 12-digit prefix, the date over the time, the user whole, span and model folded (never squeezed to nothing)
+    assert lines == [
+        "start                                                  tokens        cost",
+        "(UTC)     trace id      span     user        model     in/out         USD  flags",
+        "─" * 80,
+        f"{days[0]}     {short}  chat     analyst-17  error-50                      error",
+        f"{times[0]}                error-5              0",
+        "                        00",
+        f"{days[1]}     {short}  chat     analyst-17  gpt-4o-2     3/7  0.00007750",
+        f"{times[1]}                gpt-4o               026-01-0",
+        "                                             1",
+        "3 matching spans (the newest 2; --limit to see more)",
+    ]
+    # short values keep one line and the time its date when there is room
+    code, lines = run_at(80, monkeypatch, "find", "--user", "auditor-9", "--source", source)
+    auditor = recorded.auditor_trace[:12]
+    assert lines == [
+        "                                                             tokens  cost",
+        "start (UTC)     trace id      span         user       model  in/out   USD  flags",
+        "─" * 80,
+        f"01-05 10:00:01  {auditor}  load cases   auditor-9",
+        f"01-05 10:00:00  {auditor}  nightly      auditor-9",
+        "                              review",
+        "2 matching spans",
+    ]
+    # the prefix is what `show` takes
+    code, lines = run_at(200, monkeypatch, "show", short, "--source", source)
+    assert code == 0 and lines[0].startswith(f"trace {recorded.analyst_trace} ")
+
+
+def test_narrow_columns_share_the_room_short_values_first() -> None:
+    assert share(60, [14, 10, 17], 7) == [14, 10, 17]  # room for all
+    assert share(24, [14, 10, 17], 7) == [7, 10, 7]  # the user id whole, the others folded at the floor
+    assert share(23, [14, 10, 17], 7) == [8, 7, 8]  # no room to keep it whole: equal parts
+    assert share(30, [4, 4, 30], 7) == [4, 4, 22]  # narrow columns take only what they want
+    assert share(12, [14, 10, 17], 7) == [4, 4, 4]  # too little room for the floor: equal parts of it
+    assert sum(share(33, [20, 20, 20], 7)) == 33
+
+
+def test_find_on_a_wide_terminal_shows_whole_ids_and_json_always_does(
+    capsys: pytest.CaptureFixture[str], recorded: Recorded, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, lines = run_at(200, monkeypatch, "find", "--user", "auditor-9", "--source", source)
+    assert code == 0
+    assert lines == [
+        "start (UTC)          trace id                          span            user       model"
+        "  tokens in/out  cost USD  flags",
+        "─" * 119,
+        f"2021-01-05 10:00:01  {recorded.auditor_trace}  load cases      auditor-9",
+        f"2021-01-05 10:00:00  {recorded.auditor_trace}  nightly review  auditor-9",
+        "2 matching spans",
+    ]
+    code, _ = run_at(80, monkeypatch, "find", "--user", "auditor-9", "--source", source, "--json")
+    found = json.loads(capsys.readouterr().out)
+    assert [s["trace_id"] for s in found["spans"]] == [recorded.auditor_trace] * 2
 
 
 def test_find_with_no_match_exits_1(capsys: pytest.CaptureFixture[str], source: str) -> None:
@@ -389,11 +476,31 @@ def test_cost_two_levels_time_range_and_table(
     code, _, err = run(capsys, "cost", "--until", "2021-01-06", "--source", source)
     assert (code, err) == (1, "otel-llm-audit: no matching spans\n")
     code, out, _ = run(capsys, "cost", "--source", source)
-    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if line.startswith("│")]
-    assert rows == [
-        ["finance-ai", "1", "3", "7", "0.00007750"],
-        ["clinical-ai", "2", "35", "15", "0.00001425"],
-        ["total", "3", "38", "22", "0.00009175"],
+    assert [line.rstrip() for line in out.splitlines()] == [
+        "team         calls  input tokens  output tokens    cost USD",
+        "─" * 59,
+        "finance-ai       1             3              7  0.00007750",
+        "clinical-ai      2            35             15  0.00001425",
+        "─" * 59,
+        "total            3            38             22  0.00009175",
+    ]
+
+
+def test_cost_in_a_narrow_terminal_folds_names_and_keeps_figures_whole(
+    source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, lines = run_at(60, monkeypatch, "cost", "--by", "team", "--by", "model", "--source", source)
+    assert code == 0
+    assert lines == [
+        "                                   input  output        cost",
+        "team         model         calls  tokens  tokens         USD",
+        "─" * 60,
+        "finance-ai   gpt-4o-2026-      1       3       7  0.00007750",
+        "             01-01",
+        "clinical-ai  gpt-4o-mini-      2      35      15  0.00001425",
+        "             2026-01-01",
+        "─" * 60,
+        "total                          3      38      22  0.00009175",
     ]
 
 
@@ -529,6 +636,159 @@ def test_show_file_positional_still_reads_the_file(capsys: pytest.CaptureFixture
     # a store named positionally is a source too; without a trace id it asks for one
     code, _, err = run(capsys, "show", str(recorded.store))
     assert (code, err) == (2, f"otel-llm-audit: name a trace: otel-llm-audit show TRACE_ID --source {recorded.store}\n")
+
+
+# show by a prefix of the trace id ---------------------------------------------------------------
+
+TRIAGE = "abcdef01" + "1" * 24
+BILLING = "abcdef01" + "2" * 24
+REVIEW = "abcdef02" + "f" * 24
+#: Eleven traces sharing 8 digits: more than an ambiguous prefix lists.
+CROWD = [f"12345678{i:024x}" for i in range(11)]
+
+
+class _TraceIds(IdGenerator):
+    """Hands out the given trace ids in turn (span ids at random): traces that share a prefix."""
+
+    def __init__(self, trace_ids: list[str]) -> None:
+        self._trace_ids = iter(trace_ids)
+        self._random = RandomIdGenerator()
+
+    def generate_trace_id(self) -> int:
+        return int(next(self._trace_ids), 16)
+
+    def generate_span_id(self) -> int:
+        return self._random.generate_span_id()
+
+
+@dataclass(frozen=True)
+class Prefixed:
+    store: Path
+    file: Path
+
+
+@pytest.fixture(scope="module")
+def prefixed(tmp_path_factory: pytest.TempPathFactory) -> Prefixed:
+    """A store (and its export) whose traces share id prefixes.
+
+    ``triage``'s child is stored first and starts with it (the root is the span without a parent);
+    ``billing``'s child starts a second before it (the trace starts with its earliest span).
+    """
+    folder = tmp_path_factory.mktemp("prefixes")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(id_generator=_TraceIds([TRIAGE, BILLING, REVIEW, *CROWD]))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("app")
+    for name, child, at, child_at in (
+        ("triage", "chat", "2021-01-05T10:00:00", "2021-01-05T10:00:00"),
+        ("billing", "chat", "2021-01-05T11:00:00", "2021-01-05T10:59:59"),
+        ("review", None, "2021-01-05T12:00:00", None),
+        *((f"crowd {i}", None, f"2021-01-06T10:00:{i:02d}", None) for i in range(len(CROWD))),
+    ):
+        root = tracer.start_span(name, start_time=_ns(at))
+        if child is not None and child_at is not None:
+            with trace.use_span(root):
+                tracer.start_span(child, start_time=_ns(child_at)).end(end_time=_ns(at) + 1000)
+        root.end(end_time=_ns(at) + 2000)
+    store = AuditStore(folder / "audit.db")
+    writer = StoreWriter(store, resource=Resource.create({"service.name": "prefixes"}), checkpoint_interval=0)
+    writer.export(exporter.get_finished_spans())
+    writer.shutdown()
+    store.close()
+    provider.shutdown()
+    exported = folder / "export.jsonl"
+    assert main(["export", "--source", str(folder / "audit.db"), "--output", str(exported)]) == 0
+    return Prefixed(folder / "audit.db", exported)
+
+
+@pytest.fixture(params=["store", "file"])
+def prefixed_source(request: pytest.FixtureRequest, prefixed: Prefixed) -> str:
+    return str(prefixed.store if request.param == "store" else prefixed.file)
+
+
+def test_show_takes_a_unique_prefix_of_the_trace_id(capsys: pytest.CaptureFixture[str], prefixed_source: str) -> None:
+    review = run_json(capsys, "show", "abcdef02", "--source", prefixed_source)
+    assert [(s["traceId"], s["name"]) for s in review] == [(REVIEW, "review")]
+    # any case, any length from 8 digits on; the whole id too
+    for given in ("ABCDEF011", TRIAGE[:20], TRIAGE, TRIAGE.upper()):
+        triage = run_json(capsys, "show", given, "--source", prefixed_source)
+        assert sorted(s["name"] for s in triage) == ["chat", "triage"], given
+        assert {s["traceId"] for s in triage} == {TRIAGE}
+    # the tree is headed by the whole id; --trace takes a prefix as well
+    code, out, err = run(capsys, "show", "--trace", "abcdef012", "--source", prefixed_source)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == f"trace {BILLING} 2021-01-05 10:59:59 UTC · 1000.0 ms · 2 spans"
+    # a prefix no trace has is "no match", as a whole unknown id is
+    code, out, err = run(capsys, "show", "abcdef03", "--source", prefixed_source)
+    assert (code, out, err) == (1, "", "otel-llm-audit: no matching spans\n")
+
+
+def test_show_an_ambiguous_prefix_lists_the_traces_it_matches(
+    capsys: pytest.CaptureFixture[str], prefixed_source: str
+) -> None:
+    code, out, err = run(capsys, "show", "abcdef01", "--source", prefixed_source)
+    assert (code, out) == (2, "")
+    assert err == (
+        "otel-llm-audit: trace id abcdef01 is ambiguous: 2 traces start with it (give more digits):\n"
+        f"  {TRIAGE}  2021-01-05 10:00:00  triage\n"
+        f"  {BILLING}  2021-01-05 10:59:59  billing\n"
+    )
+    code, out, err = run(capsys, "show", "12345678", "--steps", "--source", prefixed_source)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        "otel-llm-audit: trace id 12345678 is ambiguous: more than 10 traces start with it (give more digits); "
+        "the first 10:",
+        *(f"  {CROWD[i]}  2021-01-06 10:00:{i:02d}  crowd {i}" for i in range(10)),
+    ]
+
+
+def test_show_a_prefix_too_short_or_not_an_id_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], prefixed_source: str
+) -> None:
+    for argv, message in (
+        (["abcdef0", "--source", prefixed_source], "a trace id prefix needs at least 8 hex digits: abcdef0"),
+        ([prefixed_source, "--trace", "abc"], "a trace id prefix needs at least 8 hex digits: abc"),
+        (["a" * 33, "--source", prefixed_source], f"not a trace id (8 to 32 hex digits): {'a' * 33}"),
+        (["--trace", "abcdef0z", "--source", prefixed_source], "not a trace id (8 to 32 hex digits): abcdef0z"),
+    ):
+        code, out, err = run(capsys, "show", *argv)
+        assert (code, out, err) == (2, "", f"otel-llm-audit: {message}\n"), argv
+
+
+def test_the_store_answers_a_prefix_with_a_range_of_the_trace_index(prefixed: Prefixed) -> None:
+    store = AuditStore(prefixed.store, readonly=True)
+    try:
+        rows = store.connection().execute("EXPLAIN QUERY PLAN " + TRACES_WITH_PREFIX, ("abcdef01", "abcdef01g", 11))
+        plan = [row[3] for row in rows]
+    finally:
+        store.close()
+    assert plan[0] == "SEARCH records USING INDEX records_trace (trace_id>? AND trace_id<?)"
+    assert "SEARCH root USING INDEX records_trace (trace_id=?)" in plan
+    assert not [step for step in plan if step.startswith("SCAN")]
+    source = StoreSource(str(prefixed.store))
+    try:
+        assert source.traces_with_prefix("abcdef01", 1) == [TraceSummary(TRIAGE, _ns("2021-01-05T10:00:00"), "triage")]
+    finally:
+        source.close()
+
+
+def test_a_file_answers_a_unique_prefix_in_one_scan(prefixed: Prefixed, monkeypatch: pytest.MonkeyPatch) -> None:
+    scans: list[str] = []
+    scan = FileSource.all_spans
+
+    def counted(self: FileSource) -> Iterator[Any]:
+        scans.append(self.path)
+        return scan(self)
+
+    monkeypatch.setattr(FileSource, "all_spans", counted)
+    source = FileSource(str(prefixed.file), progress=False)
+    assert source.traces_with_prefix("abcdef02", 11) == [TraceSummary(REVIEW, _ns("2021-01-05T12:00:00"), "review")]
+    assert [span.name for span in source.trace(REVIEW)] == ["review"]
+    assert len(scans) == 1
+    # an ambiguous prefix keeps no spans: the trace is read again
+    assert [m.trace_id for m in source.traces_with_prefix("abcdef01", 11)] == [TRIAGE, BILLING]
+    assert sorted(span.name for span in source.trace(TRIAGE)) == ["chat", "triage"]
+    assert len(scans) == 3
 
 
 # export --------------------------------------------------------------------------------------
@@ -683,7 +943,7 @@ def test_show_target_that_is_neither_a_file_nor_a_trace_id(capsys: pytest.Captur
     code, _, err = run(capsys, "show", "no-such-thing.jsonl")
     assert (code, err) == (
         2,
-        "otel-llm-audit: no-such-thing.jsonl is neither a trace id (32 hex digits) nor an existing file\n",
+        "otel-llm-audit: no-such-thing.jsonl is neither a trace id (8 to 32 hex digits) nor an existing file\n",
     )
 
 

@@ -17,6 +17,7 @@ Layout of the standard store (``_build``): ten spans and two checkpoints, one st
 from __future__ import annotations
 
 import base64
+import io
 import json
 import secrets
 import sqlite3
@@ -29,10 +30,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from rich.console import Console
 
 import otel_llm_audit
 from otel_llm_audit import semconv
 from otel_llm_audit.cli import main
+from otel_llm_audit.cli.verify import render
 from otel_llm_audit.delivery.store import AuditStore
 from otel_llm_audit.delivery.store_writer import StoreWriter
 from otel_llm_audit.delivery.stored_spans import export_requests
@@ -779,6 +782,53 @@ def test_cli_json_has_the_same_findings_and_exit_codes(
     monkeypatch.setenv("OTEL_LLM_AUDIT_STORE", str(clean))
     assert main(["verify"]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def _rendered(result: VerifyResult, width: int) -> list[str]:
+    """The terminal report from the ``streams`` table on (the summary above names the temporary path)."""
+    console = Console(width=width, record=True, file=io.StringIO())
+    render(result, console)
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    return lines[lines.index("streams") :]
+
+
+def test_cli_tables_read_in_80_columns_and_keep_whole_ids_when_wide(
+    tmp_path: Path, hmac_key: tuple[Path, SealKey]
+) -> None:
+    _, key = hmac_key
+    db = _build(tmp_path / "audit.db", key)
+    _delete(db, 4)
+    _edit(db, 9, lambda doc: _set_attribute(doc, "i", ["i", "99"]))
+    result = verify(db, key=key)
+    (stream,) = result.streams
+    sid = stream.stream
+    # 80 columns: the stream id shortened to 12 digits, titles and the seal on two lines, details folded
+    assert _rendered(result, 80) == [
+        "streams",
+        "                                           last",
+        "stream        records  seqs   checkpoints  checkpoint  seal",
+        "─" * 80,
+        f"{sid[:12]}       11  0..11            2  shutdown    hmac-sha256",
+        f"                                                       ({key.key_id})",
+        "findings",
+        "position  stream    seq  finding   detail",
+        "─" * 80,
+        f"       5  {sid[:8]}    3  DELETED   seq 3 missing between positions 3 and 5",
+        f"       9  {sid[:8]}    8  MODIFIED  its HMAC does not verify with the key: the",
+        "                                   record was changed (or forged)",
+    ]
+    assert _rendered(result, 200) == [
+        "streams",
+        "stream                            records  seqs   checkpoints  last checkpoint  seal",
+        "─" * 110,
+        f"{sid}       11  0..11            2  shutdown         hmac-sha256 ({key.key_id})",
+        "findings",
+        "position  stream    seq  finding   detail",
+        "─" * 108,
+        f"       5  {sid[:8]}    3  DELETED   seq 3 missing between positions 3 and 5",
+        f"       9  {sid[:8]}    8  MODIFIED  its HMAC does not verify with the key: the record was changed"
+        " (or forged)",
+    ]
 
 
 def test_cli_takes_the_configured_key_and_source(

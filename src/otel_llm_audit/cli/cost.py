@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from otel_llm_audit.cli.find import format_cost
+from otel_llm_audit.cli.layout import fitting_table, header, light_table
 from otel_llm_audit.cli.options import NO_MATCH, add_filter_options, add_source_option, note, print_json
 from otel_llm_audit.cli.sources import COST_DIGITS, GROUPS, CostRow, open_source, sort_cost_rows
 
@@ -65,25 +66,37 @@ def run_cost(args: argparse.Namespace, console: Console) -> int:
         )
         return 0
     show_unpriced = total.unpriced > 0
-    table = Table(show_footer=True)
-    for index, name in enumerate(by):
-        table.add_column(name, footer="total" if index == 0 else "")
-    table.add_column("calls", justify="right", footer=str(total.calls))
-    table.add_column("input tokens", justify="right", footer=f"{total.input_tokens:,}")
-    table.add_column("output tokens", justify="right", footer=f"{total.output_tokens:,}")
-    table.add_column("cost USD", justify="right", footer=format_cost(total.cost_usd))
+    console.print(fitting_table(console, lambda compact: _table(by, rows, total, compact=compact)))
     if show_unpriced:
-        table.add_column("unpriced", justify="right", footer=str(total.unpriced))
+        console.print(f"{total.unpriced} calls have no price (model not in the price table): their cost is not counted")
+    return 0
+
+
+def _table(by: list[str], rows: list[CostRow], total: CostRow, *, compact: bool) -> Table:
+    """The totals per group, with a total row; ``compact`` (two-line titles) when the full table would not fit.
+
+    The figures never wrap; a long model or user name folds onto further lines rather than
+    losing its end to "…".
+    """
+    show_unpriced = total.unpriced > 0
+    table = light_table(footer=True)
+    for index, name in enumerate(by):
+        table.add_column(name, footer="total" if index == 0 else "", overflow="fold")
+    for title, footer in (
+        ("calls", str(total.calls)),
+        ("input tokens", f"{total.input_tokens:,}"),
+        ("output tokens", f"{total.output_tokens:,}"),
+        ("cost USD", format_cost(total.cost_usd)),
+        *((("unpriced", str(total.unpriced)),) if show_unpriced else ()),
+    ):
+        table.add_column(header(title, compact), justify="right", no_wrap=True, footer=footer)
     for row in rows:
         cells = [escape(value) if value is not None else _NONE for value in row.group]
         cells += [str(row.calls), f"{row.input_tokens:,}", f"{row.output_tokens:,}", format_cost(row.cost_usd)]
         if show_unpriced:
             cells.append(str(row.unpriced))
         table.add_row(*cells)
-    console.print(table)
-    if show_unpriced:
-        console.print(f"{total.unpriced} calls have no price (model not in the price table): their cost is not counted")
-    return 0
+    return table
 
 
 def total_row(rows: list[CostRow]) -> CostRow:

@@ -21,6 +21,7 @@ from otel_llm_audit.cli.sources import (
     Source,
     SourceError,
     SpanFacts,
+    TraceSummary,
     facts_of,
     is_call,
 )
@@ -34,6 +35,8 @@ class FileSource(Source):
         self.path = path
         self._progress = progress
         self._bad_lines = 0
+        #: The spans of the one trace the last ``traces_with_prefix`` matched, for the ``trace`` call that follows.
+        self._matched: dict[str, list[SpanView]] = {}
 
     def warnings(self) -> list[str]:
         if self._bad_lines:
@@ -53,7 +56,30 @@ class FileSource(Source):
             raise SourceError(f"cannot read {self.path}: {err.strerror or err}") from None
 
     def trace(self, trace_id: str) -> list[SpanView]:
+        matched = self._matched.pop(trace_id, None)
+        if matched is not None:
+            return matched
         return [span for span in self.all_spans() if span.trace_id == trace_id]
+
+    def traces_with_prefix(self, prefix: str, limit: int) -> list[TraceSummary]:
+        """One scan; while a single trace matches, its spans are kept, so ``show`` fetches it without a second."""
+        starts: dict[str, int] = {}
+        roots: dict[str, tuple[bool, int, int, str]] = {}  # (has a parent, start, position, name): the least
+        matched: dict[str, list[SpanView]] = {}
+        for position, span in enumerate(self.all_spans()):
+            if not span.trace_id.lower().startswith(prefix):
+                continue
+            trace_id = span.trace_id
+            starts[trace_id] = min(starts.get(trace_id, span.start_ns), span.start_ns)
+            candidate = (span.parent_span_id is not None, span.start_ns, position, span.name)
+            roots[trace_id] = min(roots.get(trace_id, candidate), candidate)
+            if len(starts) == 1:
+                matched.setdefault(trace_id, []).append(span)
+        self._matched = matched if len(starts) == 1 else {}
+        return [
+            TraceSummary(trace_id, starts[trace_id], roots[trace_id][3])
+            for trace_id in sorted(starts, key=str.lower)[:limit]
+        ]
 
     def with_resumed(self, trace_id: str) -> list[SpanView]:
         spans = list(self.all_spans())

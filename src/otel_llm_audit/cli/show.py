@@ -1,8 +1,10 @@
 """``otel-llm-audit show TRACE_ID``: one trace, as a tree, as numbered steps, or as JSON.
 
 From the audit store the trace is fetched by its trace id index; from a file, by one scan.
-The older form ``show FILE [--trace ID]`` (a file as the positional argument) still works:
-an existing path is a source, 32 hex digits are a trace id.
+Like git's short hashes, a unique prefix of the id does (at least 8 hex digits: ``find`` shows
+12 in a narrow terminal); an ambiguous one lists the traces it matches. The older form
+``show FILE [--trace ID]`` (a file as the positional argument) still works: an existing path is
+a source, hex digits are a trace id.
 """
 
 from __future__ import annotations
@@ -17,9 +19,20 @@ from rich.console import Console
 
 from otel_llm_audit.cli.options import NO_MATCH, add_source_option, note, print_json
 from otel_llm_audit.cli.otlp_reader import SpanView
-from otel_llm_audit.cli.sources import Source, SourceError, open_source
+from otel_llm_audit.cli.sources import (
+    MIN_TRACE_PREFIX,
+    TRACE_ID_DIGITS,
+    Source,
+    SourceError,
+    TraceSummary,
+    open_source,
+)
+from otel_llm_audit.cli.timespec import utc_text
 
-_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+#: An ambiguous prefix lists at most this many of the traces it matches.
+MAX_CANDIDATES = 10
+_DIGITS = f"{MIN_TRACE_PREFIX} to {TRACE_ID_DIGITS} hex digits"
 
 
 def add_show_parser(commands: Any) -> None:
@@ -31,9 +44,12 @@ def add_show_parser(commands: Any) -> None:
         "target",
         nargs="?",
         metavar="TRACE_ID",
-        help="the trace id (32 hex digits); an existing file here is read as the source (the older `show FILE`)",
+        help=f"the trace id, or a unique prefix of it ({_DIGITS}); an existing file here is read as the source "
+        "(the older `show FILE`)",
     )
-    show.add_argument("--trace", dest="trace_id", metavar="TRACE_ID", help="the trace id, when FILE is positional")
+    show.add_argument(
+        "--trace", dest="trace_id", metavar="TRACE_ID", help="the trace id (or its prefix), when FILE is positional"
+    )
     add_source_option(show)
     show.add_argument(
         "--steps",
@@ -45,11 +61,11 @@ def add_show_parser(commands: Any) -> None:
 
 
 def _resolve(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """(source path, trace id) from the positional argument, ``--trace`` and ``--source``."""
+    """(source path, trace id or prefix, lowercase) from the positional argument, ``--trace`` and ``--source``."""
     source, trace_id = args.source, args.trace_id
     target = args.target
     if target is not None:
-        if _TRACE_ID.match(target) and not os.path.exists(target):
+        if _HEX.match(target) and not os.path.exists(target):
             if trace_id is not None and trace_id.lower() != target.lower():
                 raise SourceError(f"two trace ids given: {target} and --trace {trace_id}")
             trace_id = target
@@ -58,19 +74,22 @@ def _resolve(args: argparse.Namespace) -> tuple[str | None, str | None]:
                 raise SourceError(f"two sources given: {target} and --source {source}")
             source = target
         else:
-            raise SourceError(f"{target} is neither a trace id (32 hex digits) nor an existing file")
+            raise SourceError(f"{target} is neither a trace id ({_DIGITS}) nor an existing file")
     if trace_id is not None:
-        if not _TRACE_ID.match(trace_id):
-            raise SourceError(f"not a trace id (32 hex digits): {trace_id}")
+        if not _HEX.match(trace_id) or len(trace_id) > TRACE_ID_DIGITS:
+            raise SourceError(f"not a trace id ({_DIGITS}): {trace_id}")
+        if len(trace_id) < MIN_TRACE_PREFIX:
+            raise SourceError(f"a trace id prefix needs at least {MIN_TRACE_PREFIX} hex digits: {trace_id}")
         trace_id = trace_id.lower()
     return source, trace_id
 
 
 def run_show(args: argparse.Namespace, console: Console) -> int:
-    source_path, trace_id = _resolve(args)
+    source_path, given = _resolve(args)
     source = open_source(source_path)
     try:
-        spans = _spans(source, trace_id, steps=args.steps)
+        trace_id = given if given is None else full_trace_id(source, given)
+        spans = [] if given is not None and trace_id is None else _spans(source, trace_id, steps=args.steps)
         count = _print(spans, trace_id, args, console) if spans else 0
     finally:
         source.close()
@@ -80,6 +99,28 @@ def run_show(args: argparse.Namespace, console: Console) -> int:
         note(NO_MATCH)
         return 1
     return 0
+
+
+def full_trace_id(source: Source, trace_id: str) -> str | None:
+    """The trace id that ``trace_id`` (a whole id or a prefix) names; None when no trace matches.
+
+    Raises :class:`SourceError` (exit status 2) when several traces match, listing them.
+    """
+    if len(trace_id) == TRACE_ID_DIGITS:
+        return trace_id
+    matches = source.traces_with_prefix(trace_id, MAX_CANDIDATES + 1)
+    if len(matches) > 1:
+        raise SourceError(ambiguous(trace_id, matches))
+    return matches[0].trace_id if matches else None
+
+
+def ambiguous(prefix: str, matches: list[TraceSummary]) -> str:
+    """The message for a prefix that several traces share: each with its start and root span."""
+    count = f"more than {MAX_CANDIDATES}" if len(matches) > MAX_CANDIDATES else str(len(matches))
+    first = f"; the first {MAX_CANDIDATES}" if len(matches) > MAX_CANDIDATES else ""
+    lines = [f"trace id {prefix} is ambiguous: {count} traces start with it (give more digits){first}:"]
+    lines += [f"  {m.trace_id}  {utc_text(m.start_ns)}  {m.root_name}" for m in matches[:MAX_CANDIDATES]]
+    return "\n".join(lines)
 
 
 def _spans(source: Source, trace_id: str | None, *, steps: bool) -> list[SpanView]:

@@ -51,6 +51,11 @@ TEXT_FILTERS: tuple[tuple[str, str], ...] = (
 #: Costs are summed in different orders by SQLite and Python; nano-dollars are the unit we answer in.
 COST_DIGITS = 9
 
+#: A trace id has 32 hex digits; ``show`` takes any unique prefix of at least 8 (like git's short
+#: hashes: 8 digits is one in four billion, and ``find`` shows 12 in a narrow terminal).
+TRACE_ID_DIGITS = 32
+MIN_TRACE_PREFIX = 8
+
 
 class SourceError(Exception):
     """A source that cannot be read, in one line a responder can act on."""
@@ -170,6 +175,17 @@ class FindResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """A trace an id prefix matched, with what tells it apart from the others: when and what it was."""
+
+    trace_id: str
+    #: When its earliest span started.
+    start_ns: int
+    #: Its root span's name (the earliest span without a parent; the earliest span when none is stored).
+    root_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class CostRow:
     """Totals of one group: ``calls`` are spans with a cost or token counts; ``unpriced`` those without a cost."""
 
@@ -218,6 +234,10 @@ class Source(ABC):
     @abstractmethod
     def trace(self, trace_id: str) -> list[SpanView]:
         """Every span of one trace (checkpoints included, in stored order)."""
+
+    @abstractmethod
+    def traces_with_prefix(self, prefix: str, limit: int) -> list[TraceSummary]:
+        """The traces whose id starts with ``prefix`` (lowercase hex), in id order, at most ``limit``."""
 
     @abstractmethod
     def with_resumed(self, trace_id: str) -> list[SpanView]:

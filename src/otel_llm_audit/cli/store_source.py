@@ -26,6 +26,7 @@ from otel_llm_audit.cli.sources import (
     Source,
     SourceError,
     SpanFacts,
+    TraceSummary,
     glob_pattern,
 )
 from otel_llm_audit.delivery.store import AuditStore, StoredRecord, StoreError
@@ -35,6 +36,20 @@ from otel_llm_audit.delivery.stored_spans import ResourceCache, document_of, otl
 _FACT_FIELDS = tuple(field.name for field in dataclasses.fields(SpanFacts))
 _FACT_COLUMNS = ", ".join(_FACT_FIELDS)
 _CALL = "(cost_usd IS NOT NULL OR input_tokens IS NOT NULL OR output_tokens IS NOT NULL)"
+
+#: The traces whose id lies in ``[prefix, prefix + "g")``: exactly the ids that start with the
+#: (lowercase hex) prefix, since "g" sorts after every hex digit; one range scan of the trace id
+#: index. (``LIKE 'prefix%'`` would scan the whole index: SQLite narrows LIKE to a range only for
+#: a case-insensitive column or with case_sensitive_like.) Each trace's root: its earliest span
+#: without a parent, else its earliest span, found through the same index.
+TRACES_WITH_PREFIX = """
+SELECT trace_id, MIN(start_ns), (
+    SELECT root.name FROM records AS root WHERE root.trace_id = records.trace_id
+    ORDER BY COALESCE(root.parent_span_id, '') != '', root.start_ns, root.id LIMIT 1
+)
+FROM records WHERE trace_id >= ? AND trace_id < ?
+GROUP BY trace_id ORDER BY trace_id LIMIT ?
+"""
 
 
 class StoreSource(Source):
@@ -69,6 +84,10 @@ class StoreSource(Source):
 
     def trace(self, trace_id: str) -> list[SpanView]:
         return self.views(self.store.iter_records(where="trace_id = ?", params=(trace_id,)))
+
+    def traces_with_prefix(self, prefix: str, limit: int) -> list[TraceSummary]:
+        rows = self.store.connection().execute(TRACES_WITH_PREFIX, (prefix, prefix + "g", limit)).fetchall()
+        return [TraceSummary(trace_id, int(start_ns), root_name) for trace_id, start_ns, root_name in rows]
 
     def with_resumed(self, trace_id: str) -> list[SpanView]:
         """The trace and the runs that resumed it: a resume links back, so its body names the paused trace.

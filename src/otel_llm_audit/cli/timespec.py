@@ -47,11 +47,12 @@ def time_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def utc_text(ns: int, *, precise: bool = False) -> str:
-    """``2026-11-27 10:00:05`` (UTC), or ISO 8601 with microseconds and ``Z`` when ``precise``."""
+def utc_text(ns: int, *, precise: bool = False, year: bool = True) -> str:
+    """``2026-11-27 10:00:05`` (UTC), ``11-27 10:00:05`` without the ``year`` (a narrow table),
+    or ISO 8601 with microseconds and ``Z`` when ``precise``."""
     moment = datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc).replace(
         microsecond=(ns % 1_000_000_000) // 1000
     )
     if precise:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return moment.strftime("%Y-%m-%d %H:%M:%S" if year else "%m-%d %H:%M:%S")

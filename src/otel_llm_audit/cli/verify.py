@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from otel_llm_audit.cli.layout import fitting_table, header, light_table, short_id
 from otel_llm_audit.processing.verify_findings import ERROR, INFO, WARNING, VerifyInputError, VerifyResult
 
 #: The terminal shows this many findings; ``--json`` has them all.
@@ -113,6 +114,28 @@ def _is_store(source: str) -> bool:
         return False
 
 
+def _streams_table(result: VerifyResult, *, compact: bool) -> Table:
+    """One row per stream; ``compact`` (12-digit stream ids) when the full table would not fit."""
+    table = light_table(title="streams", title_justify="left")
+    for column in ("stream", "records", "seqs", "checkpoints", "last checkpoint", "seal"):
+        figure = column in ("records", "checkpoints")
+        # ids and figures never wrap; the seal ("hmac-sha256 (key id)") may, at its space
+        title = header(column, compact)
+        table.add_column(title, justify="right" if figure else "left", no_wrap=column != "seal")
+    for stream in result.streams:
+        seqs = f"{stream.first_seq}..{stream.last_seq}" if stream.first_seq is not None else ""
+        seal = stream.algorithm + (f" ({stream.key_id})" if stream.key_id else "")
+        table.add_row(
+            short_id(stream.stream, compact),
+            f"{stream.records:,}",
+            seqs,
+            str(stream.checkpoints),
+            stream.last_checkpoint,
+            seal,
+        )
+    return table
+
+
 def render(result: VerifyResult, console: Console) -> None:
     """A summary line, the streams, and the findings by position."""
     streams = len(result.streams)
@@ -128,26 +151,17 @@ def render(result: VerifyResult, console: Console) -> None:
         summary.append(f"  ({', '.join(parts)})")
     console.print(summary)
     if result.streams:
-        table = Table(title="streams", title_justify="left", show_edge=False)
-        for column in ("stream", "records", "seqs", "checkpoints", "last checkpoint", "seal"):
-            table.add_column(column, justify="right" if column in ("records", "checkpoints") else "left")
-        for stream in result.streams:
-            seqs = f"{stream.first_seq}..{stream.last_seq}" if stream.first_seq is not None else ""
-            seal = stream.algorithm + (f" ({stream.key_id})" if stream.key_id else "")
-            table.add_row(
-                stream.stream, f"{stream.records:,}", seqs, str(stream.checkpoints), stream.last_checkpoint, seal
-            )
-        console.print(table)
+        console.print(fitting_table(console, lambda compact: _streams_table(result, compact=compact)))
     if not result.findings:
         return
     with_lines = result.source_kind == "otlp"
-    table = Table(title="findings", title_justify="left", show_edge=False)
-    table.add_column("position", justify="right")
+    table = light_table(title="findings", title_justify="left")
+    table.add_column("position", justify="right", no_wrap=True)
     if with_lines:
-        table.add_column("line", justify="right")
-    table.add_column("stream")
-    table.add_column("seq", justify="right")
-    table.add_column("finding")
+        table.add_column("line", justify="right", no_wrap=True)
+    table.add_column("stream", no_wrap=True)
+    table.add_column("seq", justify="right", no_wrap=True)
+    table.add_column("finding", no_wrap=True)
     table.add_column("detail", overflow="fold")
     for item in result.findings[:MAX_ROWS]:
         seq = "" if item.seq is None else str(item.seq)
