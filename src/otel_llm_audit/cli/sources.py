@@ -19,12 +19,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from otel_llm_audit import semconv
 from otel_llm_audit.cli.otlp_reader import SpanView
+from otel_llm_audit.delivery.store import DERIVED_COLUMNS, derived_index
+from otel_llm_audit.delivery.store_writer import CHECKPOINT_SPAN_NAME as CHECKPOINT_SPAN_NAME
 
-#: The store writer's checkpoint records: integrity bookkeeping, not application activity, so
-#: ``find`` and ``cost`` leave them out (``show`` and ``export`` keep them).
-CHECKPOINT_SPAN_NAME = "llm_audit.checkpoint"
+#: ``CHECKPOINT_SPAN_NAME``: the store writer's checkpoint records are integrity bookkeeping,
+#: not application activity, so ``find`` and ``cost`` leave them out (``show`` and ``export`` keep them).
 
 #: ``cost --by`` choices -> the :class:`SpanFacts` field (and store column) they group on.
 GROUPS: dict[str, str] = {
@@ -86,40 +86,18 @@ class SpanFacts:
 
 
 def facts_of(span: SpanView) -> SpanFacts:
-    """A span's index columns, derived as the store writer derives them (``store_writer.index_values``)."""
-    attrs = span.attributes
+    """A span's index columns, derived as the store writer derives them (``store.derived_index``)."""
+    values = derived_index(span.attributes, (e["name"] for e in span.events), span.status_code)
+    derived: dict[str, Any] = dict(zip(DERIVED_COLUMNS, values, strict=True))
+    derived["policy"], derived["error"] = bool(derived["policy"]), bool(derived["error"])
     return SpanFacts(
         trace_id=span.trace_id,
         span_id=span.span_id,
         name=span.name,
         start_ns=span.start_ns,
         end_ns=span.end_ns,
-        user_id=_text(attrs.get(semconv.USER_ID)),
-        session_id=_text(attrs.get(semconv.SESSION_ID)),
-        tenant_id=_text(attrs.get(semconv.LLM_AUDIT_TENANT_ID)),
-        team=_text(attrs.get(semconv.LLM_AUDIT_TEAM)),
-        application=_text(attrs.get(semconv.LLM_AUDIT_APPLICATION)),
-        model=_text(attrs.get(semconv.GEN_AI_RESPONSE_MODEL) or attrs.get(semconv.GEN_AI_REQUEST_MODEL)),
-        provider=_text(attrs.get(semconv.GEN_AI_PROVIDER_NAME) or attrs.get("gen_ai.system")),
-        operation=_text(attrs.get(semconv.GEN_AI_OPERATION_NAME)),
-        input_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_INPUT_TOKENS)),
-        output_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS)),
-        cost_usd=_float(attrs.get(semconv.LLM_AUDIT_COST_USD)),
-        policy=any(event["name"] == semconv.EVENT_LLM_AUDIT_POLICY for event in span.events),
-        error=span.status_code == 2 or semconv.ERROR_TYPE in attrs,
+        **derived,
     )
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,11 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from otel_llm_audit import semconv
 
 FORMAT_VERSION = "1"
 
@@ -116,6 +118,47 @@ INDEX_COLUMNS = (
     "policy",
     "error",
 )
+
+#: The index columns derived from a span's attributes, events and status (the rest are its ids,
+#: name and times), in ``INDEX_COLUMNS`` order.
+DERIVED_COLUMNS = INDEX_COLUMNS[6:]
+
+
+def derived_index(attributes: Mapping[str, Any], event_names: Iterable[str], status_code: int) -> tuple[Any, ...]:
+    """The values of ``DERIVED_COLUMNS`` for a span.
+
+    One derivation for the store writer (from an SDK span) and for the query commands reading
+    an OTLP JSON file (from a decoded span), so ``find`` and ``cost`` answer alike on both.
+    """
+    get = attributes.get
+    return (
+        _text(get(semconv.USER_ID)),
+        _text(get(semconv.SESSION_ID)),
+        _text(get(semconv.LLM_AUDIT_TENANT_ID)),
+        _text(get(semconv.LLM_AUDIT_TEAM)),
+        _text(get(semconv.LLM_AUDIT_APPLICATION)),
+        _text(get(semconv.GEN_AI_RESPONSE_MODEL) or get(semconv.GEN_AI_REQUEST_MODEL)),
+        _text(get(semconv.GEN_AI_PROVIDER_NAME) or get("gen_ai.system")),
+        _text(get(semconv.GEN_AI_OPERATION_NAME)),
+        _int(get(semconv.GEN_AI_USAGE_INPUT_TOKENS)),
+        _int(get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS)),
+        _float(get(semconv.LLM_AUDIT_COST_USD)),
+        int(any(name == semconv.EVENT_LLM_AUDIT_POLICY for name in event_names)),
+        int(status_code == 2 or semconv.ERROR_TYPE in attributes),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
 
 _SEAL_COLUMNS = ("stream", "seq", "prev_hash", "hash", "algorithm", "key_id", "body", "resource_id")
 _INSERT = (

@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
-from otel_llm_audit.delivery.store import AuditStore, RecordRow
+from otel_llm_audit.delivery.store import AuditStore, RecordRow, derived_index
 from otel_llm_audit.processing.canonical import otlp_attributes, span_body, typed_value
 from otel_llm_audit.processing.sealing import ALGORITHM_NONE, UNKEYED, Sealer, SealKey, checkpoint_payload
 
@@ -47,12 +47,8 @@ _A = semconv
 
 def index_values(span: ReadableSpan) -> tuple[Any, ...]:
     """The query columns of a span (``store.INDEX_COLUMNS`` order)."""
-    attrs = span.attributes or {}
     context = span.context
     parent = span.parent
-    events = span.events
-    policy = any(event.name == _A.EVENT_LLM_AUDIT_POLICY for event in events)
-    error = span.status.status_code.value == 2 or _A.ERROR_TYPE in attrs
     return (
         format(context.trace_id, "032x") if context else "",
         format(context.span_id, "016x") if context else "",
@@ -60,32 +56,8 @@ def index_values(span: ReadableSpan) -> tuple[Any, ...]:
         span.name,
         span.start_time or 0,
         span.end_time or 0,
-        _text(attrs.get(_A.USER_ID)),
-        _text(attrs.get(_A.SESSION_ID)),
-        _text(attrs.get(_A.LLM_AUDIT_TENANT_ID)),
-        _text(attrs.get(_A.LLM_AUDIT_TEAM)),
-        _text(attrs.get(_A.LLM_AUDIT_APPLICATION)),
-        _text(attrs.get(_A.GEN_AI_RESPONSE_MODEL) or attrs.get(_A.GEN_AI_REQUEST_MODEL)),
-        _text(attrs.get(_A.GEN_AI_PROVIDER_NAME) or attrs.get("gen_ai.system")),
-        _text(attrs.get(_A.GEN_AI_OPERATION_NAME)),
-        _int(attrs.get(_A.GEN_AI_USAGE_INPUT_TOKENS)),
-        _int(attrs.get(_A.GEN_AI_USAGE_OUTPUT_TOKENS)),
-        _float(attrs.get(_A.LLM_AUDIT_COST_USD)),
-        int(policy),
-        int(error),
+        *derived_index(span.attributes or {}, (event.name for event in span.events), span.status.status_code.value),
     )
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def resource_json(resource: Resource | None) -> str:
