@@ -140,7 +140,7 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 
     return condition()
 
 
-def wait_stored(path: Path, spans: int, timeout_s: float = 10.0) -> None:
+def wait_stored(path: Path, spans: int, timeout_s: float = 30.0) -> None:
     """Wait until ``spans`` application spans (checkpoints aside) are in the store."""
 
     def stored() -> bool:
@@ -428,7 +428,7 @@ def test_a_refused_request_is_retried_and_every_span_arrives_once(
     wait_stored(path, 6)
     # No flush: the exporter's retry (where it retries this status) or else the forwarder's backoff
     # delivers on its own.
-    assert receiver.wait_for(stored_ids(path), 15)
+    assert receiver.wait_for(stored_ids(path), 30)
     pipeline.shutdown()
 
     assert_exactly_once(receiver, path)

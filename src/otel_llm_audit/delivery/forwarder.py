@@ -65,6 +65,8 @@ class Forwarder:
         self._failures = 0
         self._last_warning = 0.0
         self._last_error = ""
+        self._check_leases_now = False
+        self._backing_off = False
         #: Spans acknowledged by the destination, and failed attempts, since start.
         self.sent = 0
         self.failed_attempts = 0
@@ -93,9 +95,10 @@ class Forwarder:
     def flush(self, timeout_s: float) -> bool:
         """Wait until the outbox is empty for this destination (False on timeout)."""
         deadline = time.monotonic() + timeout_s
-        if self._failures:
-            # The destination is failing: the spans are safe in the store and the thread keeps
-            # retrying. Waiting here would only hold up the application (at exit, twice).
+        self._check_leases_now = True  # a worker that died holding a lease should not hold up the flush
+        if self._backing_off:
+            # The destination failed and the thread waits to retry: the spans are safe in the
+            # store. Waiting here would only hold up the application (at exit, twice).
             return False
         self.wake()
         while time.monotonic() < deadline:
@@ -138,7 +141,8 @@ class Forwarder:
         lessee = lessee_name()
         next_lease_check = 0.0
         while not self._stop.is_set():
-            if time.monotonic() >= next_lease_check:  # at start, then now and then: a worker may have died
+            if self._check_leases_now or time.monotonic() >= next_lease_check:  # a worker may have died
+                self._check_leases_now = False
                 next_lease_check = time.monotonic() + DEAD_LEASE_CHECK_S
                 self._free_dead_leases()
             try:
@@ -220,6 +224,8 @@ class Forwarder:
                 backoff,
             )
         self._last_error = ""
-        deadline = time.monotonic() + backoff
-        while not self._stop.is_set() and self._failures and time.monotonic() < deadline:
-            self._stop.wait(min(0.05, max(deadline - time.monotonic(), 0)))
+        self._backing_off = True
+        try:
+            self._stop.wait(backoff)
+        finally:
+            self._backing_off = False
