@@ -102,7 +102,7 @@ class Settings:
     #: are fed from it (store-and-forward). ``off`` sends straight to the exporters, unsealed.
     store: str = DEFAULT_STORE
     #: The store's size limit in MiB; past it, the oldest records are pruned (delivered ones first).
-    store_max_mb: int = 1024
+    store_max_mb: int = 4096
     #: ``normal`` survives a killed process; ``full`` also a power cut (an fsync per write).
     store_sync: str = "normal"
     #: An HMAC secret or an Ed25519 private key (PEM) that seals records and signs checkpoints.
@@ -134,7 +134,7 @@ class Settings:
             "queue_full": env.get(ENVIRONMENT_VARIABLES["queue_full"], "").strip().lower() or "drop",
             "queue_block_ms": _int_env(env, "queue_block_ms", 50),
             "store": env.get(ENVIRONMENT_VARIABLES["store"], "").strip() or DEFAULT_STORE,
-            "store_max_mb": _int_env(env, "store_max_mb", 1024),
+            "store_max_mb": _int_env(env, "store_max_mb", 4096),
             "store_sync": env.get(ENVIRONMENT_VARIABLES["store_sync"], "").strip().lower() or "normal",
             "seal_key_file": env.get(ENVIRONMENT_VARIABLES["seal_key_file"], "").strip(),
             "checkpoint_interval": _float_env(env, "checkpoint_interval", 60.0),
