@@ -347,7 +347,8 @@ def test_a_forked_worker_writes_its_own_stream_and_every_record_is_delivered_onc
             with tracer.start_as_current_span("in the child"):
                 pass
             assert pipeline.store is not None
-            code = 0 if pipeline.store._batch.force_flush(30_000) else 3
+            pipeline.force_flush(30_000)  # stored; not delivered (its forwarder is gone): False, after 5 s
+            code = 0 if pipeline.store.store.count() == 2 else 3
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
@@ -361,3 +362,51 @@ def test_a_forked_worker_writes_its_own_stream_and_every_record_is_delivered_onc
     assert [(name, seq) for name, _, seq in rows] == [("in the parent", 0), ("in the child", 0)]
     assert rows[0][1] != rows[1][1]  # two writers, two chains
     pipeline.shutdown()
+
+
+def test_a_full_store_queue_makes_the_worker_wait_instead_of_dropping_spans(
+    make_spans, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK's batch queue drops spans when full; in front of the store, the worker waits for room."""
+    import threading
+
+    from otel_llm_audit.delivery.store_and_forward import StoreAndForwardProcessor
+    from otel_llm_audit.processing.pipeline import COMPLETION_THREAD
+
+    provider, exporter = make_spans
+    tracer = provider.get_tracer("burst")
+    for i in range(60):
+        tracer.start_span(f"span {i}").end()
+    spans = list(exporter.get_finished_spans())
+    store = AuditStore(tmp_path / "audit.db")
+    writer = StoreWriter(store, checkpoint_interval=0)
+    slow_append = store.append
+
+    def append_slowly(rows, destinations=()):  # a slow disk: the writer falls behind the burst
+        time.sleep(0.02)
+        return slow_append(rows, destinations)
+
+    store.append = append_slowly  # type: ignore[method-assign]
+    processor = StoreAndForwardProcessor(store, writer, [], queue_size=4)
+
+    def as_worker() -> None:
+        for span in spans:
+            processor.on_end(span)
+
+    worker = threading.Thread(target=as_worker, name=COMPLETION_THREAD)
+    worker.start()
+    worker.join(timeout=60)
+    assert processor.force_flush(30_000)
+    assert processor.dropped == 0
+    assert sorted(json.loads(r.body)["name"] for r in store.iter_records()) == sorted(s.name for s in spans)
+
+    # Any other thread waits only briefly: a writer that is stuck costs counted, logged spans.
+    release = threading.Event()
+    store.append = lambda rows, destinations=(): release.wait(30) and slow_append(rows, destinations)  # type: ignore[method-assign]
+    with caplog.at_level("ERROR", logger="otel_llm_audit"):
+        for span in spans[:20]:
+            processor.on_end(span)
+    release.set()
+    assert processor.dropped > 0
+    assert any("the audit store's queue stayed full" in r.getMessage() for r in caplog.records)
+    processor.shutdown()

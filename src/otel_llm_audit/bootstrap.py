@@ -130,6 +130,7 @@ def configure(
             masking=masking,
             queue_full=resolved.queue_full,
             queue_block_ms=resolved.queue_block_ms,
+            route_all=store is not None,
         )
         if set_global:
             _set_global_providers(provider, mp)

@@ -94,6 +94,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     lessee TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (destination, record_id)
 ) WITHOUT ROWID;
+-- Pruning asks "is this record still waiting anywhere?" per record: without this, a scan each.
+CREATE INDEX IF NOT EXISTS outbox_record ON outbox (record_id);
 """
 
 #: The index columns of ``records``, in the order :class:`RecordRow` carries them.

@@ -4,11 +4,20 @@ This is the downstream of the audit span processor (after completion and masking
 ``BatchSpanProcessor`` moves spans to the store's writer on its own thread (sealing and disk
 never on the application's thread); one forwarder per configured exporter ships the outbox.
 With no exporter configured, the store alone is the embedded audit trail.
+
+The batch processor drops spans when its queue is full; an audit trail must not. So this
+processor counts what is queued and, when the queue is full, makes its caller wait for room.
+The caller is the audit processor's completion worker (every span goes through it when the
+store is on), so the application's thread never waits on disk: the completion queue fills
+instead, and its policy applies (content withheld, counted and logged; never the span). Only
+a caller that is not the worker (spans ended during shutdown) waits briefly, then counts the
+span as lost and logs it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -17,16 +26,23 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from otel_llm_audit import _guard
 from otel_llm_audit.config import Settings
 from otel_llm_audit.delivery.forwarder import Forwarder
 from otel_llm_audit.delivery.store import AuditStore
 from otel_llm_audit.delivery.store_writer import StoreWriter
+from otel_llm_audit.processing.pipeline import COMPLETION_THREAD
 from otel_llm_audit.processing.sealing import load_seal_key
 
 logger = logging.getLogger("otel_llm_audit")
 
 #: The longest ``force_flush`` waits for destinations once spans are safely in the store.
 FLUSH_DELIVERY_WAIT_S = 5.0
+
+#: How long the completion worker waits for room in the store's queue before giving a span up
+#: (the writer stuck on a full disk, say); any other thread waits ``OTHER_THREAD_WAIT_S``.
+WORKER_WAIT_S = 30.0
+OTHER_THREAD_WAIT_S = 0.05
 
 
 def destination_name(index: int) -> str:
@@ -44,8 +60,15 @@ class StoreAndForwardProcessor(SpanProcessor):
         self.store = store
         self.writer = writer
         self.forwarders = tuple(forwarders)
+        self._max_queued = queue_size
+        self._queued = 0
+        self._room = threading.Condition(threading.Lock())
+        #: Spans given up because the store's queue stayed full (counted and logged, never silent).
+        self.dropped = 0
+        self._last_drop_log = 0.0
+        writer.set_on_taken(self._taken)
         self._batch = BatchSpanProcessor(
-            writer, max_queue_size=queue_size, schedule_delay_millis=200, max_export_batch_size=512
+            writer, max_queue_size=queue_size, schedule_delay_millis=200, max_export_batch_size=min(512, queue_size)
         )
         self._shutdown = False
 
@@ -83,7 +106,36 @@ class StoreAndForwardProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        with self._room:
+            if self._queued >= self._max_queued:
+                worker = threading.current_thread().name == COMPLETION_THREAD
+                deadline = time.monotonic() + (WORKER_WAIT_S if worker else OTHER_THREAD_WAIT_S)
+                while self._queued >= self._max_queued and time.monotonic() < deadline:
+                    self._room.wait(max(deadline - time.monotonic(), 0.001))
+                if self._queued >= self._max_queued:
+                    self._note_dropped()
+                    return
+            self._queued += 1
         self._batch.on_end(span)
+
+    def _taken(self, count: int) -> None:
+        """The writer took ``count`` spans out of the batch queue."""
+        with self._room:
+            self._queued = max(self._queued - count, 0)
+            self._room.notify_all()
+
+    def _note_dropped(self) -> None:
+        self.dropped += 1
+        _guard.report_internal_error("store.queue_full", RuntimeError("the audit store's queue stayed full"))
+        now = time.monotonic()
+        if now - self._last_drop_log > 10:
+            self._last_drop_log = now
+            logger.error(
+                "otel-llm-audit: the audit store's queue stayed full (%d spans; the writer is stuck?); "
+                "%d spans not stored so far",
+                self._max_queued,
+                self.dropped,
+            )
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Everything ended so far is in the store; then wait (briefly) for the destinations."""

@@ -81,6 +81,7 @@ class StoreWriter(SpanExporter):
         checkpoint_interval: float = 60.0,
         checkpoint_records: int = 10_000,
         on_stored: Callable[[], None] | None = None,
+        on_taken: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.key = key
@@ -91,6 +92,7 @@ class StoreWriter(SpanExporter):
         self._max_bytes = max_bytes
         self._checkpoint_records = checkpoint_records
         self._on_stored = on_stored
+        self._on_taken = on_taken
         self._lock = threading.Lock()
         self._since_checkpoint = 0
         self._last_signature = ""
@@ -105,6 +107,10 @@ class StoreWriter(SpanExporter):
         self._start_timer()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._restart_in_child)
+
+    def set_on_taken(self, callback: Callable[[int], None] | None) -> None:
+        """Tell ``callback`` how many spans each export takes (the queue in front counts them)."""
+        self._on_taken = callback
 
     @property
     def stream(self) -> str:
@@ -127,6 +133,8 @@ class StoreWriter(SpanExporter):
     # SpanExporter -----------------------------------------------------------------------
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._on_taken is not None:
+            self._on_taken(len(spans))  # out of the batch queue: room for as many
         if not spans:
             return SpanExportResult.SUCCESS
         try:

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("otel_llm_audit")
 
+#: The completion worker's thread name (the store's queue lets it, and only it, wait for room).
+COMPLETION_THREAD = "otel-llm-audit-completion"
+
 _QUEUE_FULL = semconv.LlmAuditRedactionFailureValues.QUEUE_FULL
 _UNAVAILABLE = semconv.LlmAuditRedactionFailureValues.UNAVAILABLE
 
@@ -76,9 +79,14 @@ class AuditSpanProcessor(SpanProcessor):
         masking: MaskingStage | None = None,
         queue_full: str = "drop",
         queue_block_ms: int = 50,
+        route_all: bool = False,
     ) -> None:
         self._downstream = tuple(downstream)
         self._masking = masking
+        # Every span through the worker, not only ours: with a masking stage (it masks them all),
+        # and in front of the audit store (whose queue may make its caller wait for room: the
+        # worker, never the application's thread).
+        self._route_all = route_all or masking is not None
         self._block_s = queue_block_ms / 1000 if queue_full == "block" else 0.0
         self._local = threading.local()
         self._worker_ident: int | None = None
@@ -111,7 +119,7 @@ class AuditSpanProcessor(SpanProcessor):
         return self._dropped_content
 
     def _start_worker(self) -> None:
-        self._worker = threading.Thread(target=self._run, name="otel-llm-audit-completion", daemon=True)
+        self._worker = threading.Thread(target=self._run, name=COMPLETION_THREAD, daemon=True)
         self._worker.start()
 
     # SpanProcessor interface -------------------------------------------------------------
@@ -128,7 +136,7 @@ class AuditSpanProcessor(SpanProcessor):
             self._forward(span)
             return
         pending = handoff.take(span)
-        if pending is None and self._masking is None:
+        if pending is None and not self._route_all:
             self._forward(span)
             return
         if self._shutdown:
