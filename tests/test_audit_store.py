@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -409,4 +410,73 @@ def test_a_full_store_queue_makes_the_worker_wait_instead_of_dropping_spans(
     release.set()
     assert processor.dropped > 0
     assert any("the audit store's queue stayed full" in r.getMessage() for r in caplog.records)
+    processor.shutdown()
+
+
+def test_bytes_attributes_survive_the_store_and_the_forwarder(make_spans, tmp_path: Path) -> None:
+    provider, exporter = make_spans
+    with provider.get_tracer("bin").start_as_current_span("binary") as span:
+        span.set_attribute("blob", b"\x00\xff audit")
+    (sdk_span,) = exporter.get_finished_spans()
+    if "blob" not in (sdk_span.attributes or {}):
+        pytest.skip("this opentelemetry-sdk drops bytes attribute values")
+    store = AuditStore(tmp_path / "audit.db")
+    StoreWriter(store, checkpoint_interval=0).export([sdk_span])
+    (record,) = store.iter_records()
+    rebuilt = readable_span_of(record, RESOURCE)
+    assert (rebuilt.attributes or {})["blob"] == b"\x00\xff audit"
+    ((span_json, resource, scope),) = _otlp_json_spans([rebuilt])
+    assert canonical.otlp_body(span_json, resource, scope) == record.body  # the receiver's copy verifies
+
+
+def test_a_write_that_fails_leaves_no_gap_in_the_chain_and_no_stale_resource(make_spans, tmp_path: Path) -> None:
+    from otel_llm_audit.delivery.stored_spans import ResourceCache
+    from otel_llm_audit.processing.verification import verify
+
+    spans = _varied_spans(*make_spans)
+    store = AuditStore(tmp_path / "audit.db")
+    writer = StoreWriter(store, checkpoint_interval=0)
+    real_append = store.append
+    calls = {"n": 0}
+
+    # A real rollback: the first call's transaction is rolled back by failing inside it.
+    def failing_inside(rows, destinations=()):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the resource row goes in, then the record fails: the transaction rolls back
+            return real_append([dataclasses.replace(rows[0], body=None)], destinations)
+        return real_append(rows, destinations)
+
+    store.append = failing_inside  # type: ignore[method-assign]
+    assert writer.export(spans).name == "FAILURE" and writer.lost == 2
+    assert writer.export(spans).name == "SUCCESS"
+    writer.shutdown()
+    records = list(store.iter_records())
+    assert [r.seq for r in records] == [0, 1, 2]  # the failed batch left no hole
+    assert ResourceCache(store).sdk(records[0].resource_id).attributes["service.name"] == "ward-assistant"
+    result = verify(store.path)
+    assert result.ok and result.errors == 0
+
+
+def test_spans_the_batch_processor_will_not_export_are_not_counted_against_the_queue(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    from otel_llm_audit.delivery.store_and_forward import StoreAndForwardProcessor
+
+    class RecordOnly(Sampler):
+        def should_sample(self, *args, **kwargs) -> SamplingResult:
+            return SamplingResult(Decision.RECORD_ONLY)
+
+        def get_description(self) -> str:
+            return "RecordOnly"
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=RecordOnly())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for _ in range(10):
+        provider.get_tracer("t").start_span("recorded, not sampled").end()
+    store = AuditStore(tmp_path / "audit.db")
+    processor = StoreAndForwardProcessor(store, StoreWriter(store, checkpoint_interval=0), [], queue_size=4)
+    for span in exporter.get_finished_spans():
+        processor.on_end(span)
+    assert (processor._queued, processor.dropped) == (0, 0)
     processor.shutdown()

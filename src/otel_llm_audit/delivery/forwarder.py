@@ -82,6 +82,8 @@ class Forwarder:
         self._thread.start()
 
     def _restart_in_child(self) -> None:
+        self._backing_off = False  # the parent's backoff is not the child's
+        self._failures = 0
         if not self._stop.is_set():
             self._wake = threading.Event()
             self._idle = threading.Event()

@@ -22,6 +22,7 @@ power loss, at the cost of an fsync per transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -271,6 +272,8 @@ class AuditStore:
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use."""
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None and getattr(self._local, "pid", None) != os.getpid():
+            connection = None  # inherited across fork(): SQLite connections must not cross processes
         if connection is None:
             if self.readonly:
                 uri = f"file:{os.path.abspath(self.path)}?mode=ro"
@@ -281,7 +284,20 @@ class AuditStore:
                 connection.execute(f"PRAGMA synchronous={self._sync.upper()}")
             connection.execute("PRAGMA busy_timeout=30000")
             self._local.connection = connection
+            self._local.pid = os.getpid()
         return connection
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (connections run in autocommit mode: ``with connection`` would not begin one)."""
+        connection = self.connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
@@ -292,8 +308,8 @@ class AuditStore:
 
     # Writing ----------------------------------------------------------------------------
 
-    def _resource_id(self, connection: sqlite3.Connection, attributes_json: str) -> int:
-        known = self._resource_ids.get(attributes_json)
+    def _resource_id(self, connection: sqlite3.Connection, attributes_json: str, new: dict[str, int]) -> int:
+        known = self._resource_ids.get(attributes_json) or new.get(attributes_json)
         if known is not None:
             return known
         import hashlib
@@ -303,17 +319,16 @@ class AuditStore:
             "INSERT OR IGNORE INTO resources (digest, attributes) VALUES (?, ?)", (digest, attributes_json)
         )
         (resource_id,) = connection.execute("SELECT id FROM resources WHERE digest = ?", (digest,)).fetchone()
-        self._resource_ids[attributes_json] = resource_id
+        new[attributes_json] = resource_id  # cached once committed: a rolled-back row must not be remembered
         return int(resource_id)
 
     def append(self, rows: Sequence[RecordRow], destinations: Sequence[str] = ()) -> list[int]:
         """Insert ``rows`` in one transaction, queued for each destination; their positions."""
-        connection = self.connection()
         positions: list[int] = []
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        new_resources: dict[str, int] = {}
+        with self._transaction() as connection:
             for row in rows:
-                resource_id = self._resource_id(connection, row.resource_attributes)
+                resource_id = self._resource_id(connection, row.resource_attributes, new_resources)
                 cursor = connection.execute(
                     _INSERT,
                     (
@@ -335,10 +350,7 @@ class AuditStore:
                     "INSERT INTO outbox (record_id, destination) VALUES (?, ?)",
                     [(position, destination) for position in positions for destination in destinations],
                 )
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
+        self._resource_ids.update(new_resources)
         return positions
 
     # The outbox -------------------------------------------------------------------------
@@ -371,8 +383,7 @@ class AuditStore:
 
     def acknowledge(self, destination: str, positions: Iterable[int]) -> None:
         """The destination has the records: they leave its outbox."""
-        connection = self.connection()
-        with connection:
+        with self._transaction() as connection:
             connection.executemany(
                 "DELETE FROM outbox WHERE destination = ? AND record_id = ?",
                 [(destination, position) for position in positions],
@@ -380,8 +391,7 @@ class AuditStore:
 
     def release(self, destination: str, positions: Iterable[int]) -> None:
         """Give the lease back (the send failed): the records are due again at once."""
-        connection = self.connection()
-        with connection:
+        with self._transaction() as connection:
             connection.executemany(
                 "UPDATE outbox SET lease_until = 0, lessee = '' WHERE destination = ? AND record_id = ?",
                 [(destination, position) for position in positions],
@@ -398,7 +408,7 @@ class AuditStore:
         ]
         dead = [lessee for lessee in lessees if lessee and not _lessee_alive(lessee)]
         freed = 0
-        with connection:
+        with self._transaction() as connection:
             for lessee in dead:
                 freed += connection.execute(
                     "UPDATE outbox SET lease_until = 0, lessee = '' WHERE destination = ? AND lessee = ?",
@@ -453,7 +463,7 @@ class AuditStore:
         ):
             if stream not in last or seq > last[stream][0]:
                 last[stream] = (seq, digest)
-        with connection:
+        with self._transaction() as connection:
             connection.execute(f"DELETE FROM outbox WHERE record_id IN ({placeholders})", tuple(positions))
             connection.execute(f"DELETE FROM records WHERE id IN ({placeholders})", tuple(positions))
         return [[stream, seq, digest] for stream, (seq, digest) in sorted(last.items())]

@@ -9,14 +9,15 @@ The batch processor drops spans when its queue is full; an audit trail must not.
 processor counts what is queued and, when the queue is full, makes its caller wait for room.
 The caller is the audit processor's completion worker (every span goes through it when the
 store is on), so the application's thread never waits on disk: the completion queue fills
-instead, and its policy applies (content withheld, counted and logged; never the span). Only
-a caller that is not the worker (spans ended during shutdown) waits briefly, then counts the
-span as lost and logs it.
+instead, and its policy applies (content withheld, counted and logged). A caller that is not
+the worker (a span withheld because that queue was full too, or ended during shutdown) does
+not wait at all: the span is counted as lost and logged.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ FLUSH_DELIVERY_WAIT_S = 5.0
 #: How long the completion worker waits for room in the store's queue before giving a span up
 #: (the writer stuck on a full disk, say); any other thread waits ``OTHER_THREAD_WAIT_S``.
 WORKER_WAIT_S = 30.0
-OTHER_THREAD_WAIT_S = 0.05
+OTHER_THREAD_WAIT_S = 0.0
 
 
 def destination_name(index: int) -> str:
@@ -67,6 +68,8 @@ class StoreAndForwardProcessor(SpanProcessor):
         self.dropped = 0
         self._last_drop_log = 0.0
         writer.set_on_taken(self._taken)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset_in_child)
         self._batch = BatchSpanProcessor(
             writer, max_queue_size=queue_size, schedule_delay_millis=200, max_export_batch_size=min(512, queue_size)
         )
@@ -106,6 +109,12 @@ class StoreAndForwardProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
+            return  # the batch processor exports sampled spans only: do not count what it will not take
+        if self._shutdown:
+            self._note_dropped()
+            return
         with self._room:
             if self._queued >= self._max_queued:
                 worker = threading.current_thread().name == COMPLETION_THREAD
@@ -117,6 +126,11 @@ class StoreAndForwardProcessor(SpanProcessor):
                     return
             self._queued += 1
         self._batch.on_end(span)
+
+    def _reset_in_child(self) -> None:
+        """The batch processor empties its queue in a forked child: so does the count (and its lock)."""
+        self._room = threading.Condition(threading.Lock())
+        self._queued = 0
 
     def _taken(self, count: int) -> None:
         """The writer took ``count`` spans out of the batch queue."""

@@ -137,16 +137,19 @@ class StoreWriter(SpanExporter):
             self._on_taken(len(spans))  # out of the batch queue: room for as many
         if not spans:
             return SpanExportResult.SUCCESS
-        try:
-            with self._lock:
-                self._append([self._row(span) for span in spans])
-                self._since_checkpoint += len(spans)
+        with self._lock:
+            try:
+                self._append(self._rows(spans))
+            except Exception as err:
+                self._note_lost(len(spans), err)
+                return SpanExportResult.FAILURE
+            self._since_checkpoint += len(spans)
+            try:  # the spans are stored: a failure from here on is not a loss of them
                 if self._since_checkpoint >= self._checkpoint_records:
                     self._checkpoint_locked("count")
                 self._enforce_size_locked()
-        except Exception as err:
-            self._note_lost(len(spans), err)
-            return SpanExportResult.FAILURE
+            except Exception as err:
+                _guard.report_internal_error("store.maintenance", err)
         self._notify()
         return SpanExportResult.SUCCESS
 
@@ -214,9 +217,21 @@ class StoreWriter(SpanExporter):
 
     # Writing ----------------------------------------------------------------------------
 
+    def _rows(self, spans: Sequence[ReadableSpan]) -> list[RecordRow]:
+        """Sealed rows for ``spans``; a span that cannot be encoded is counted as lost, not the batch."""
+        rows = []
+        for span in spans:
+            try:
+                rows.append(self._row(span))
+            except Exception as err:
+                self._note_lost(1, err)
+        return rows
+
     def _row(self, span: ReadableSpan) -> RecordRow:
         body = span_body(span)
-        seal = self.sealer.seal(body)
+        resource = self._resource_json(span.resource)
+        index = index_values(span)
+        seal = self.sealer.seal(body)  # last: nothing after it can fail and leave a sealed, unstored record
         return RecordRow(
             stream=seal.stream,
             seq=seal.sequence,
@@ -225,8 +240,8 @@ class StoreWriter(SpanExporter):
             algorithm=self.key.record_algorithm,
             key_id=self.key.key_id,
             body=body,
-            resource_attributes=self._resource_json(span.resource),
-            index=index_values(span),
+            resource_attributes=resource,
+            index=index,
         )
 
     def _resource_json(self, resource: Resource | None) -> str:
@@ -239,7 +254,17 @@ class StoreWriter(SpanExporter):
         return text
 
     def _append(self, rows: list[RecordRow]) -> None:
-        self.store.append(rows, self._destinations)
+        """Append sealed rows; if they do not commit, the chain's head goes back to before them.
+
+        Sealing moves the head forward; a rolled-back batch must not leave the next record
+        chained onto hashes that are in no store (``verify`` would call that a deletion).
+        """
+        try:
+            self.store.append(rows, self._destinations)
+        except BaseException:
+            if rows:
+                self.sealer.rewind(rows[0].seq, rows[0].prev_hash)
+            raise
 
     def _enforce_size_locked(self) -> None:
         if not self._max_bytes or self.store.used_bytes() <= self._max_bytes:

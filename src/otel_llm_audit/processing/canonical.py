@@ -255,6 +255,8 @@ def python_value(typed: Sequence[Any]) -> Any:
     tag, value = typed[0], typed[1]
     if tag == "i":
         return int(value)
+    if tag == "x":
+        return base64.b64decode(value)
     if tag == "d":
         return float(value)
     if tag == "a":

@@ -176,6 +176,12 @@ class Sealer:
         with self._lock:
             return self._next - 1, self._head
 
+    def rewind(self, sequence: int, prev_hash: str) -> None:
+        """Make ``sequence`` the next number again, after ``prev_hash``: records sealed from it on
+        were never stored (their write failed), so the chain continues as if they had not been."""
+        with self._lock:
+            self._next, self._head = sequence, prev_hash
+
     def seal(self, body: bytes) -> Seal:
         with self._lock:
             sequence, prev = self._next, self._head
