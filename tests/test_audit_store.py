@@ -271,6 +271,16 @@ def test_the_outbox_leases_acknowledges_and_frees_a_dead_process_lease(make_span
     assert store.claim("exporter-0", limit=10, lease_s=60) == []
     assert store.release_dead_leases("exporter-0") == 1
     assert [r.seq for r in store.claim("exporter-0", limit=10, lease_s=60)] == [0]
+    # A restarted container's application has the same PID (1) and host name: an earlier life's
+    # lease is told apart by its incarnation token.
+    with sqlite3.connect(store.path) as connection:
+        connection.execute(
+            "UPDATE outbox SET lessee = ? WHERE record_id = ?", (f"{os.uname().nodename}:{os.getpid()}:0ld1ife", 1)
+        )
+    assert store.release_dead_leases("exporter-0") == 1
+    store.release("exporter-0", [1])
+    store.claim("exporter-0", limit=10, lease_s=60)  # leased by this very process now: alive
+    assert store.release_dead_leases("exporter-0") == 0
 
 
 def test_the_size_limit_prunes_delivered_records_first_and_signs_what_went(make_spans, tmp_path: Path) -> None:

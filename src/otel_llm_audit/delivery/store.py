@@ -29,6 +29,7 @@ import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -204,15 +205,28 @@ class RecordRow:
     index: tuple[Any, ...]  #: values of ``INDEX_COLUMNS``
 
 
+_INCARNATION = {"pid": os.getpid(), "token": uuid.uuid4().hex[:12]}
+
+
+def _incarnation() -> str:
+    """A token for this process's life: a restarted container's app is PID 1 again, but not this one."""
+    if _INCARNATION["pid"] != os.getpid():  # a forked child is another process
+        _INCARNATION.update(pid=os.getpid(), token=uuid.uuid4().hex[:12])
+    return str(_INCARNATION["token"])
+
+
 def lessee_name() -> str:
-    """Who holds an outbox lease: this host and process (so a later start can tell it is gone)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who holds an outbox lease: host, process and incarnation (so a later start can tell it is gone)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_incarnation()}"
 
 
 def _lessee_alive(lessee: str) -> bool:
-    host, _, pid = lessee.rpartition(":")
+    host, _, rest = lessee.partition(":")
+    pid, _, token = rest.partition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine's process: wait for its lease to expire
+    if int(pid) == os.getpid():
+        return token == _incarnation()  # same PID, earlier life: gone
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
