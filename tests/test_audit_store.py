@@ -490,3 +490,33 @@ def test_spans_the_batch_processor_will_not_export_are_not_counted_against_the_q
         processor.on_end(span)
     assert (processor._queued, processor.dropped) == (0, 0)
     processor.shutdown()
+
+
+def test_nothing_is_appended_after_the_final_checkpoint_and_nan_exports_as_json(make_spans, tmp_path: Path) -> None:
+    from otel_llm_audit.delivery.stored_spans import export_requests
+
+    provider, exporter = make_spans
+    with provider.get_tracer("t").start_as_current_span("odd numbers") as span:
+        span.set_attributes({"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf")})
+    spans = list(exporter.get_finished_spans())
+    store = AuditStore(tmp_path / "audit.db")
+    writer = StoreWriter(store, checkpoint_interval=0)
+    writer.export(spans)
+    writer.shutdown()
+    assert writer.export(spans).name == "FAILURE" and writer.lost == 1  # counted, not after the last checkpoint
+    writer.checkpoint("interval")
+    names = [json.loads(r.body)["name"] for r in store.iter_records()]
+    assert names == ["odd numbers", CHECKPOINT_SPAN_NAME]
+    (request,) = export_requests(store, store.iter_records())
+    text = json.dumps(request, allow_nan=False)  # valid JSON for any reader
+    values = {a["key"]: a["value"] for a in request["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]}
+    assert (values["nan"], values["inf"], values["ninf"]) == (
+        {"doubleValue": "NaN"},
+        {"doubleValue": "Infinity"},
+        {"doubleValue": "-Infinity"},
+    )
+    (first,) = [r for r in store.iter_records()][:1]
+    span_json = json.loads(text)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    resource = request["resourceSpans"][0]["resource"]["attributes"]
+    scope = request["resourceSpans"][0]["scopeSpans"][0]["scope"]
+    assert canonical.otlp_body(span_json, resource, scope) == first.body  # and it still verifies

@@ -138,6 +138,9 @@ class StoreWriter(SpanExporter):
         if not spans:
             return SpanExportResult.SUCCESS
         with self._lock:
+            if self._closed:  # after the stream's final checkpoint (a batch that outlived shutdown)
+                self._note_lost(len(spans), RuntimeError("the audit store's writer is shut down"))
+                return SpanExportResult.FAILURE
             try:
                 self._append(self._rows(spans))
             except Exception as err:
@@ -159,8 +162,13 @@ class StoreWriter(SpanExporter):
         self._stop.set()
         if self._timer is not None:
             self._timer.join(timeout=5)
-        self.checkpoint("shutdown")
-        self._closed = True
+        try:
+            with self._lock:  # the last record of the stream: nothing is appended after it
+                self._checkpoint_locked("shutdown")
+                self._closed = True
+        except Exception as err:
+            _guard.report_internal_error("store.checkpoint", err)
+            self._closed = True
         self._notify()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -174,6 +182,8 @@ class StoreWriter(SpanExporter):
             return
         try:
             with self._lock:
+                if self._closed:  # the shutdown checkpoint got the lock first
+                    return
                 self._checkpoint_locked(reason, pruned)
         except Exception as err:
             _guard.report_internal_error("store.checkpoint", err)

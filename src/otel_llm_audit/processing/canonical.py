@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,8 @@ RESOURCE_KEYS = frozenset(
 )
 
 Typed = list[Any]
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
 def encode(document: Mapping[str, Any]) -> bytes:
@@ -235,7 +238,9 @@ def _any_value(typed: Sequence[Any]) -> dict[str, Any]:
     if tag == "i":
         return {"intValue": value}
     if tag == "d":
-        return {"doubleValue": float(value)}
+        number = float(value)
+        # proto3's JSON mapping writes NaN and the infinities as strings; a bare NaN is not JSON.
+        return {"doubleValue": number if math.isfinite(number) else _NON_FINITE[value]}
     if tag == "x":
         return {"bytesValue": value}
     if tag == "a":
