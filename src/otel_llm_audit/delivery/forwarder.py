@@ -98,12 +98,12 @@ class Forwarder:
         """Wait until the outbox is empty for this destination (False on timeout)."""
         deadline = time.monotonic() + timeout_s
         self._check_leases_now = True  # a worker that died holding a lease should not hold up the flush
-        if self._backing_off:
-            # The destination failed and the thread waits to retry: the spans are safe in the
-            # store. Waiting here would only hold up the application (at exit, twice).
-            return False
         self.wake()
         while time.monotonic() < deadline:
+            if self._backing_off:
+                # The destination failed (now, or before the flush) and the thread waits to retry:
+                # the spans are safe in the store. Waiting would only hold up the application.
+                return False
             try:
                 if self.store.pending(self.destination) == 0:
                     return True
