@@ -29,6 +29,8 @@ from otel_llm_audit.emitter.handoff import SCOPE_PREFIX
 # Tests build pipelines that export straight to in-memory exporters; the tests of the local
 # audit store (and the demo) name a store explicitly. Subprocesses inherit this too.
 os.environ.setdefault("OTEL_LLM_AUDIT_STORE", "off")
+# Likewise the audit log records: the tests of them pass their exporters.
+os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
 
 try:  # the openai tests need the SDK; the other test modules do not
     import openai

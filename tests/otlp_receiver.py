@@ -1,9 +1,10 @@
-"""A loopback OTLP/HTTP trace receiver for the delivery fault tests (imported as ``otlp_receiver``).
+"""A loopback OTLP/HTTP receiver for the delivery and log-record tests (imported as ``otlp_receiver``).
 
 It stands in for an OpenTelemetry Collector on 127.0.0.1: ``POST /v1/traces`` with
 ``application/x-protobuf`` bodies (gzip or deflate when the exporter compresses), parsed with
 the OTLP protobuf classes. Every span of every accepted request is recorded, so a test can say
-exactly which spans arrived and how often.
+exactly which spans arrived and how often. ``POST /v1/logs`` is always accepted, and its log
+records are kept as they arrived (:attr:`OtlpReceiver.log_records`).
 
 Each request gets the next scripted :class:`Reply` (accept by default): 429 or 503 with or
 without ``Retry-After``, a 200 with ``partial_success``, or an accept whose answer is held
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
@@ -42,6 +44,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from otel_llm_audit.delivery.otlp_json import otlp_json_line
 
 TRACES_PATH = "/v1/traces"
+LOGS_PATH = "/v1/logs"
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ class _State:
     script: list[Reply] = field(default_factory=list)
     requests: list[RequestLog] = field(default_factory=list)
     spans: list[ReceivedSpan] = field(default_factory=list)
+    #: (resource, scope, log record) protobuf messages, in arrival order.
+    log_records: list[tuple[Any, Any, Any]] = field(default_factory=list)
 
 
 class _Server(ThreadingHTTPServer):
@@ -172,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
-        if self.path != TRACES_PATH:
+        if self.path not in (TRACES_PATH, LOGS_PATH):
             self._answer(404, b"", "text/plain")
             return
         encoding = (self.headers.get("Content-Encoding") or "").strip().lower()
@@ -180,6 +185,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = gzip.decompress(body)
         elif encoding == "deflate":
             body = zlib.decompress(body)
+        if self.path == LOGS_PATH:
+            self.server.receiver._handle_logs(ExportLogsServiceRequest.FromString(body))
+            self._answer(200, ExportLogsServiceResponse().SerializeToString(), "application/x-protobuf")
+            return
         request = ExportTraceServiceRequest.FromString(body)
         self.server.receiver._handle(self, request, encoding)
 
@@ -302,7 +311,34 @@ class OtlpReceiver:
                 self._changed.wait(min(left, 0.1))
         return True
 
+    @property
+    def log_records(self) -> list[tuple[Any, Any, Any]]:
+        """Every log record received: (resource, scope, record) protobuf messages."""
+        with self._changed:
+            return list(self._state.log_records)
+
+    def wait_log_records(self, count: int, timeout_s: float) -> bool:
+        """Wait until at least ``count`` log records have arrived."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while len(self._state.log_records) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(min(left, 0.1))
+        return True
+
     # The handler's side -------------------------------------------------------------------
+
+    def _handle_logs(self, request: ExportLogsServiceRequest) -> None:
+        with self._changed:
+            self._state.log_records.extend(
+                (resource_logs.resource, scope_logs.scope, record)
+                for resource_logs in request.resource_logs
+                for scope_logs in resource_logs.scope_logs
+                for record in scope_logs.log_records
+            )
+            self._changed.notify_all()
 
     def _handle(self, handler: _Handler, request: ExportTraceServiceRequest, encoding: str) -> None:
         received = [

@@ -1,9 +1,9 @@
 """``configure()``: one call that builds the audit pipeline and instruments what is installed.
 
 It honours the standard ``OTEL_*`` variables (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
-``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER``, ``OTEL_EXPORTER_OTLP_*``), puts our
-processors in front of every exporter, and, when no exporter is configured at all, writes
-OTLP JSON to a local file so nothing needs a server to get started. The
+``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER``, ``OTEL_LOGS_EXPORTER``,
+``OTEL_EXPORTER_OTLP_*``), puts our processors in front of every exporter, and, when no exporter
+is configured at all, writes OTLP JSON to local files so nothing needs a server to get started. The
 ``opentelemetry-instrument`` distro calls the same function.
 """
 
@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -26,7 +27,13 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_llm_audit.config import ContentMode, Settings, set_settings
-from otel_llm_audit.delivery.otlp_json import OtlpJsonFileMetricExporter, OtlpJsonFileSpanExporter
+from otel_llm_audit.delivery.audit_logs import AuditLogProcessor, build_logger_provider
+from otel_llm_audit.delivery.otlp_json import (
+    LogRecordExporter,
+    OtlpJsonFileLogExporter,
+    OtlpJsonFileMetricExporter,
+    OtlpJsonFileSpanExporter,
+)
 from otel_llm_audit.delivery.store_and_forward import StoreAndForwardProcessor
 from otel_llm_audit.processing import sampling
 from otel_llm_audit.processing.identity import AuditIdentitySpanProcessor
@@ -56,6 +63,8 @@ class AuditPipeline:
     processor: AuditSpanProcessor | None = None
     #: The local audit store and its forwarders (``None`` with ``store="off"``).
     store: StoreAndForwardProcessor | None = None
+    #: Ours alone (never global): policy and human-review events as log records for the SIEM.
+    logger_provider: LoggerProvider | None = None
 
     @property
     def masking(self) -> MaskingStage | None:
@@ -92,6 +101,7 @@ def configure(
     metric_readers: Sequence[MetricReader] | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
+    log_exporters: Sequence[LogRecordExporter] | None = None,
     instrument: bool = True,
     set_global: bool = True,
     **settings: Any,
@@ -100,7 +110,9 @@ def configure(
 
     ``settings`` are the fields of :class:`~otel_llm_audit.config.Settings` (``content="raw"``,
     ``price_files=[...]``, ...); they win over the environment. Exporters default to the
-    standard ``OTEL_*`` variables, and to an OTLP JSON file when none is configured. The
+    standard ``OTEL_*`` variables, and to OTLP JSON files when none is configured. Policy and
+    human-review events are also emitted as log records to ``log_exporters`` (default: from
+    ``OTEL_LOGS_EXPORTER``), unless ``audit_logs=False``. The
     provider's sampler (``OTEL_TRACES_SAMPLER``, or the one given) is wrapped so that it never
     drops an audit span (:mod:`otel_llm_audit.processing.sampling`).
     """
@@ -122,6 +134,9 @@ def configure(
             StoreAndForwardProcessor.build(resolved, exporters, provider.resource) if resolved.store_enabled else None
         )
         downstream: list[SpanProcessor] = [store] if store is not None else [BatchSpanProcessor(e) for e in exporters]
+        logger_provider = _audit_logger_provider(resolved, provider.resource, log_exporters)
+        if logger_provider is not None:  # behind the masking stage, beside the exporters
+            downstream.append(AuditLogProcessor(logger_provider))
         provider.add_span_processor(AuditIdentitySpanProcessor())
         processor = AuditSpanProcessor.attach(
             provider,
@@ -139,11 +154,29 @@ def configure(
         atexit.register(provider.force_flush)
         pipeline_exit_hook = provider.force_flush
         pipeline = AuditPipeline(
-            resolved, provider, mp, exporters, readers, exit_hook=pipeline_exit_hook, processor=processor, store=store
+            resolved,
+            provider,
+            mp,
+            exporters,
+            readers,
+            exit_hook=pipeline_exit_hook,
+            processor=processor,
+            store=store,
+            logger_provider=logger_provider,
         )
         if instrument:
             pipeline.instrumentors = instrument_installed(resolved, provider, mp)
     return pipeline
+
+
+def _audit_logger_provider(
+    settings: Settings, resource: Resource, log_exporters: Sequence[LogRecordExporter] | None
+) -> LoggerProvider | None:
+    """The provider of the audit log records, or ``None`` when they are off or go nowhere."""
+    if not settings.audit_logs:
+        return None
+    exporters = list(log_exporters) if log_exporters is not None else log_exporters_from_env(settings)
+    return build_logger_provider(resource, exporters) if exporters else None
 
 
 def masking_stage_for(settings: Settings, meter_provider: MeterProvider | None) -> MaskingStage | None:
@@ -252,10 +285,30 @@ def metric_readers_from_env(settings: Settings) -> list[MetricReader]:
     return readers
 
 
+def log_exporters_from_env(settings: Settings) -> list[LogRecordExporter]:
+    """Log exporters for ``OTEL_LOGS_EXPORTER``; a local OTLP JSON file by default."""
+    exporters: list[LogRecordExporter] = []
+    for name in _exporter_names("OTEL_LOGS_EXPORTER", "LOGS"):
+        if name == "none":
+            continue
+        if name == "otlp_json_file":
+            exporters.append(OtlpJsonFileLogExporter(sibling_file(settings.output_file, "logs")))
+        elif name == "otlp":
+            exporters.append(_load_exporter("opentelemetry_logs_exporter", _otlp_entry_point("LOGS")))
+        else:
+            exporters.append(_load_exporter("opentelemetry_logs_exporter", name))
+    return exporters
+
+
 def metrics_file_for(traces_file: str) -> str:
     """``llm-audit/traces.jsonl`` -> ``llm-audit/metrics.jsonl``: the metrics sit beside the traces."""
+    return sibling_file(traces_file, "metrics")
+
+
+def sibling_file(traces_file: str, signal: str) -> str:
+    """``llm-audit/traces.jsonl`` -> ``llm-audit/<signal>.jsonl``: each signal beside the traces."""
     directory, base = os.path.split(traces_file)
-    name = base.replace("traces", "metrics") if "traces" in base else f"metrics-{base}"
+    name = base.replace("traces", signal) if "traces" in base else f"{signal}-{base}"
     return os.path.join(directory, name)
 
 

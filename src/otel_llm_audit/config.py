@@ -65,6 +65,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "seal_key_file": "OTEL_LLM_AUDIT_SEAL_KEY_FILE",
     "checkpoint_interval": "OTEL_LLM_AUDIT_CHECKPOINT_INTERVAL",
     "checkpoint_records": "OTEL_LLM_AUDIT_CHECKPOINT_RECORDS",
+    "audit_logs": "OTEL_LLM_AUDIT_AUDIT_LOGS",
 }
 
 #: What the caller's thread does when the span queue is full.
@@ -111,6 +112,9 @@ class Settings:
     checkpoint_interval: float = 60.0
     #: Records between signed checkpoints.
     checkpoint_records: int = 10_000
+    #: Also emit each policy and human-review event as an OpenTelemetry log record (for SIEM
+    #: exporters that take logs only), to the exporters of ``OTEL_LOGS_EXPORTER``.
+    audit_logs: bool = True
 
     @property
     def store_enabled(self) -> bool:
@@ -139,6 +143,7 @@ class Settings:
             "seal_key_file": env.get(ENVIRONMENT_VARIABLES["seal_key_file"], "").strip(),
             "checkpoint_interval": _float_env(env, "checkpoint_interval", 60.0),
             "checkpoint_records": _int_env(env, "checkpoint_records", 10_000),
+            "audit_logs": _bool_env(env, "audit_logs", True),
         }
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():

@@ -11,7 +11,10 @@ number, an e-mail address), so the default content mode shows what masking leave
 
 Everything is written where a real deployment writes it: sealed (with a demo HMAC key) into a
 local audit store, and forwarded from there to an OTLP JSON file, as it would be to a
-collector. The demo then prints the traces as trees and the workflow as numbered steps, and
+collector. Its policy and human-review events are also written as log records to a file beside
+it. With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set (the ``docker compose`` stack sets it to the
+collector), spans, metrics and log records also go there over OTLP. The demo then prints the
+traces as trees and the workflow as numbered steps, and
 ends by running, on what it recorded, the commands an incident responder would type:
 ``find``, ``cost``, ``show`` and a ``verify`` of both the store and the forwarded copy.
 """
@@ -29,10 +32,12 @@ from rich.console import Console
 
 import otel_llm_audit
 from otel_llm_audit import semconv
+from otel_llm_audit.bootstrap import log_exporters_from_env, metric_readers_from_env, span_exporters_from_env
 from otel_llm_audit.cli.sources import CHECKPOINT_SPAN_NAME, open_source
 from otel_llm_audit.cli.steps import render_steps
 from otel_llm_audit.cli.tree import render_traces
-from otel_llm_audit.delivery.otlp_json import OtlpJsonFileSpanExporter
+from otel_llm_audit.config import Settings
+from otel_llm_audit.delivery.otlp_json import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter
 from otel_llm_audit.demo.fake_server import FakeModelServer
 
 WEATHER_TOOL: dict[str, Any] = {
@@ -51,6 +56,15 @@ def demo_store_for(output: str) -> tuple[str, str]:
     return os.path.join(directory, "demo-audit.db"), os.path.join(directory, "demo-seal.key")
 
 
+def demo_logs_for(output: str) -> str:
+    """The demo's audit log records (OTLP JSON lines), beside its OTLP JSON file."""
+    return os.path.join(os.path.dirname(output) or ".", "demo-logs.jsonl")
+
+
+def _otlp_endpoint_set() -> bool:
+    return any(os.environ.get(name) for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
 def run_demo(output: str, content: str, console: Console) -> int:
     """Run the scripted app into a fresh store (forwarded to ``output``), print it, query and verify it."""
     try:
@@ -60,15 +74,27 @@ def run_demo(output: str, content: str, console: Console) -> int:
         return 2
     store, key = demo_store_for(output)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    for stale in (output, store, store + "-wal", store + "-shm"):
+    logs = demo_logs_for(output)
+    for stale in (output, logs, store, store + "-wal", store + "-shm"):
         if os.path.exists(stale):
             os.remove(stale)
     if not os.path.exists(key):  # a demo secret: in production the key lives outside the application's reach
         with open(key, "w", encoding="ascii") as handle:
             handle.write(secrets.token_hex(32) + "\n")
+    span_exporters: list[Any] = [OtlpJsonFileSpanExporter(output)]
+    log_exporters: list[Any] = [OtlpJsonFileLogExporter(logs)]
+    metric_readers: list[Any] = []
+    if _otlp_endpoint_set():  # e.g. the compose stack's collector: the standard variables say where
+        env_settings = Settings.from_env()
+        span_exporters += span_exporters_from_env(env_settings)
+        log_exporters += log_exporters_from_env(env_settings)
+        metric_readers = metric_readers_from_env(env_settings)
+        where = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "the configured endpoints"
+        console.print(f"Also sending over OTLP to {where}.")
     pipeline = otel_llm_audit.configure(
-        span_exporters=[OtlpJsonFileSpanExporter(output)],
-        metric_readers=[],
+        span_exporters=span_exporters,
+        metric_readers=metric_readers,
+        log_exporters=log_exporters,
         content=content,
         store=store,
         seal_key_file=key,
@@ -106,7 +132,8 @@ def run_demo(output: str, content: str, console: Console) -> int:
             render_steps(spans, console, trace_id=min(workflow, key=lambda s: s.start_ns).trace_id)
     console.print(
         f"\n{len(spans)} spans sealed into the audit store [bold]{store}[/bold] (key {key}) and forwarded to "
-        f"[bold]{output}[/bold] (OTLP JSON; content mode {content})."
+        f"[bold]{output}[/bold] (OTLP JSON; content mode {content}); policy and review events also "
+        f"as log records in [bold]{logs}[/bold]."
     )
     root = min((s for s in spans if s.parent_span_id is None), key=lambda s: s.start_ns)
     return _responder_commands(console, store, key, output, root.trace_id)

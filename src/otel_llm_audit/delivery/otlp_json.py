@@ -16,11 +16,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+try:  # renamed in SDK 1.39 (the old names warn there)
+    from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+except ImportError:  # SDK 1.30
+    from opentelemetry.sdk._logs.export import LogExporter as LogRecordExporter  # type: ignore[attr-defined,no-redef,unused-ignore]
+    from opentelemetry.sdk._logs.export import LogExportResult as LogRecordExportResult  # type: ignore[assignment,attr-defined,no-redef,unused-ignore]
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+__all__ = [
+    "LogRecordExporter",
+    "OtlpJsonFileLogExporter",
+    "OtlpJsonFileMetricExporter",
+    "OtlpJsonFileSpanExporter",
+    "otlp_json_line",
+]
 
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId"})
 
@@ -111,3 +126,29 @@ class OtlpJsonFileMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._out.close()
+
+
+class OtlpJsonFileLogExporter(LogRecordExporter):
+    """Writes each batch of log records as one ``ExportLogsServiceRequest`` JSON line."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._out = _JsonLinesFile(path)
+
+    @property
+    def path(self) -> str:
+        return self._out.path
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        if not batch:
+            return LogRecordExportResult.SUCCESS
+        try:
+            self._out.write(otlp_json_line(encode_logs(batch)))
+        except Exception:
+            return LogRecordExportResult.FAILURE
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._out.close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
