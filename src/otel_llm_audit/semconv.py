@@ -368,7 +368,7 @@ LLM_AUDIT_INTERRUPT_VALUE: Final = "llm_audit.interrupt.value"
 # --- registry.llm_audit.audit (otel-llm-audit)
 # Markers that make our spans findable and routable.
 
-#: True on every span that carries an audit or policy event.
+#: True on every span that carries an audit or policy event, and on the audit store's checkpoints.
 LLM_AUDIT_AUDIT_RECORD: Final = "llm_audit.audit.record"
 #: The version of otel-llm-audit that produced the span.
 LLM_AUDIT_SDK_VERSION: Final = "llm_audit.sdk.version"

@@ -203,6 +203,8 @@ class StoreWriter(SpanExporter):
             _A.LLM_AUDIT_INTEGRITY_CHECKPOINT_ALGORITHM: self.key.checkpoint_algorithm,
             _A.LLM_AUDIT_INTEGRITY_CHECKPOINT_SIGNATURE: signature,
             _A.LLM_AUDIT_INTEGRITY_CHECKPOINT_PREV_SIGNATURE: self._last_signature,
+            # Routed to the SIEM with the audit spans: a routed copy needs every checkpoint to verify.
+            _A.LLM_AUDIT_AUDIT_RECORD: True,
         }
         if pruned:
             attributes[_A.LLM_AUDIT_INTEGRITY_CHECKPOINT_PRUNED] = json.dumps(pruned, separators=(",", ":"))

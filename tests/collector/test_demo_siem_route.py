@@ -1,0 +1,121 @@
+"""End to end: the demo, exported by the SDK over OTLP/HTTP to a loopback receiver, as the collector gets it.
+
+The gateway routes to the SIEM every span whose ``llm_audit.audit.record`` is true, and every log
+record with it. This test runs the real demo (``otel-llm-audit demo``) with
+``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at the receiver, reads the protobuf bytes the SDK sent,
+and checks that the attribute is exactly where it should be: on every span that carries an audit
+or policy event, and on the store's checkpoints; on no other span. It also checks that every
+attribute key that arrived (resource, span, event, log record) is in the gateway's redaction
+allow-list, so the collector never strips what the SDK sends.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from otel_llm_audit import semconv
+from otel_llm_audit.cli import main
+from otel_llm_audit.config import set_settings
+from otel_llm_audit.delivery.store_writer import CHECKPOINT_SPAN_NAME
+from otlp_receiver import OtlpReceiver, any_value
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Span events that make a span an audit record.
+AUDIT_EVENTS = frozenset(
+    {
+        semconv.EVENT_LLM_AUDIT_POLICY,
+        semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW,
+        semconv.EVENT_LLM_AUDIT_INTERRUPT,
+        semconv.EVENT_LLM_AUDIT_DECISION,
+        semconv.EVENT_LLM_AUDIT_DELEGATION,
+    }
+)
+LOGGED_EVENTS = frozenset({semconv.EVENT_LLM_AUDIT_POLICY, semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW})
+
+
+@pytest.fixture(scope="module")
+def received(tmp_path_factory: pytest.TempPathFactory) -> OtlpReceiver:
+    pytest.importorskip("langgraph")  # the demo's agent workflow: most of the audit events
+    out = tmp_path_factory.mktemp("demo") / "demo-traces.jsonl"
+    patch = pytest.MonkeyPatch()
+    with OtlpReceiver() as receiver:
+        patch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        patch.delenv("OTEL_LOGS_EXPORTER", raising=False)  # with an endpoint set, the default is otlp
+        patch.setenv("OTEL_METRICS_EXPORTER", "none")  # the receiver takes traces and logs
+        try:
+            assert main(["demo", "--output", str(out)]) == 0
+        finally:
+            patch.undo()
+            set_settings(None)
+        # The demo has shut its pipeline down: everything it sent has been answered.
+    return receiver
+
+
+def _events(span: Any) -> list[str]:
+    return [event.name for event in span.span.events]
+
+
+def test_the_routing_attribute_is_on_exactly_the_audit_spans_and_the_checkpoints(received: OtlpReceiver) -> None:
+    spans = received.spans
+    assert len(spans) > 30
+    assert not received.duplicates()
+    routed = {s.ids for s in spans if s.attributes.get(semconv.LLM_AUDIT_AUDIT_RECORD) is True}
+    expected = {s.ids for s in spans if AUDIT_EVENTS & set(_events(s)) or s.name == CHECKPOINT_SPAN_NAME}
+    wrong = sorted((s.name, sorted(set(_events(s)))) for s in spans if (s.ids in routed) != (s.ids in expected))
+    assert wrong == []
+    # Where it is set at all, it is the boolean true (the collector's condition compares with `true`).
+    key = semconv.LLM_AUDIT_AUDIT_RECORD
+    values = {repr(s.attributes[key]) for s in spans if key in s.attributes}
+    assert values == {"True"}
+    # The demo exercises every kind of audit event, so each kind's carrier is covered above.
+    kinds = Counter(name for s in spans if s.ids in routed for name in _events(s) if name in AUDIT_EVENTS)
+    assert set(kinds) == AUDIT_EVENTS, kinds
+    policies = [
+        any_value(attr.value)
+        for s in spans
+        for event in s.span.events
+        if event.name == semconv.EVENT_LLM_AUDIT_POLICY
+        for attr in event.attributes
+        if attr.key == semconv.LLM_AUDIT_POLICY_CATEGORY
+    ]
+    assert "pii" in policies  # the masking stage's own event: personal data was in the prompt
+    checkpoints = [s for s in spans if s.name == CHECKPOINT_SPAN_NAME]
+    assert checkpoints and all(s.ids in routed for s in checkpoints)
+    # A plain LLM call without any event is not routed: the SIEM gets the audit trail, not everything.
+    assert len(routed) < len(spans) / 2
+
+
+def test_every_policy_and_review_event_arrives_once_as_a_log_record_on_its_span(received: OtlpReceiver) -> None:
+    spans = {s.ids: s for s in received.spans}
+    expected = Counter(
+        (s.trace_id, s.span_id, name) for s in spans.values() for name in _events(s) if name in LOGGED_EVENTS
+    )
+    got: Counter[tuple[str, str, str]] = Counter()
+    for _resource, scope, record in received.log_records:
+        attrs = {item.key: any_value(item.value) for item in record.attributes}
+        assert attrs[semconv.LLM_AUDIT_AUDIT_RECORD] is True
+        assert scope.name == "otel_llm_audit.audit_log"
+        name = getattr(record, "event_name", "") or attrs["event.name"]
+        got[(record.trace_id.hex(), record.span_id.hex(), name)] += 1
+    assert got == expected
+    assert sum(got.values()) >= 3
+
+
+def test_every_key_that_arrives_passes_the_gateways_allow_list(received: OtlpReceiver) -> None:
+    with (ROOT / "collector-config" / "gateway.yaml").open(encoding="utf-8") as handle:
+        allowed = set(yaml.safe_load(handle)["processors"]["redaction"]["allowed_keys"])
+    seen: set[str] = set()
+    for span in received.spans:
+        seen.update(span.attributes)
+        seen.update(attr.key for event in span.span.events for attr in event.attributes)
+        seen.update(attr.key for attr in span.resource.attributes)
+    for resource, _scope, record in received.log_records:
+        seen.update(attr.key for attr in record.attributes)
+        seen.update(attr.key for attr in resource.attributes)
+    assert len(seen) > 40
+    assert sorted(seen - allowed) == []
