@@ -1,5 +1,6 @@
-# The demo app of the compose stack: this checkout, installed with the newest tested SDKs.
-FROM python:3.12-slim
+# The demo app of the compose stack: this checkout, installed with the newest tested SDKs
+# (the Python and the pins the CI tests with: constraints/newest.txt).
+FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY constraints ./constraints
