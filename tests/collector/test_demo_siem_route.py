@@ -11,6 +11,7 @@ allow-list, so the collector never strips what the SDK sends.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from otel_llm_audit import semconv
 from otel_llm_audit.cli import main
 from otel_llm_audit.config import set_settings
 from otel_llm_audit.delivery.store_writer import CHECKPOINT_SPAN_NAME
+from otel_llm_audit.processing.sealing import load_seal_key
+from otel_llm_audit.processing.verification import verify
 from otlp_receiver import OtlpReceiver, any_value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,9 +42,14 @@ LOGGED_EVENTS = frozenset({semconv.EVENT_LLM_AUDIT_POLICY, semconv.EVENT_LLM_AUD
 
 
 @pytest.fixture(scope="module")
-def received(tmp_path_factory: pytest.TempPathFactory) -> OtlpReceiver:
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("demo")
+
+
+@pytest.fixture(scope="module")
+def received(demo_dir: Path) -> OtlpReceiver:
     pytest.importorskip("langgraph")  # the demo's agent workflow: most of the audit events
-    out = tmp_path_factory.mktemp("demo") / "demo-traces.jsonl"
+    out = demo_dir / "demo-traces.jsonl"
     patch = pytest.MonkeyPatch()
     with OtlpReceiver() as receiver:
         patch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
@@ -119,3 +127,24 @@ def test_every_key_that_arrives_passes_the_gateways_allow_list(received: OtlpRec
         seen.update(attr.key for attr in resource.attributes)
     assert len(seen) > 40
     assert sorted(seen - allowed) == []
+
+
+def test_the_siems_routed_copy_verifies_as_a_partial_copy(received: OtlpReceiver, demo_dir: Path) -> None:
+    """What the SIEM pipeline keeps (the routed spans, checkpoints included) verifies with --partial."""
+    routed = [s for s in received.spans if s.attributes.get(semconv.LLM_AUDIT_AUDIT_RECORD) is True]
+    siem_copy = demo_dir / "siem-spans.jsonl"
+    with siem_copy.open("w", encoding="utf-8") as out:
+        for span in routed:  # one request per span: the order a collector's batches may give
+            body, resource, scope = span.otlp_json()
+            request = {
+                "resourceSpans": [
+                    {"resource": {"attributes": resource}, "scopeSpans": [{"scope": scope, "spans": [body]}]}
+                ]
+            }
+            out.write(json.dumps(request) + "\n")
+    key = load_seal_key(str(demo_dir / "demo-seal.key"))
+    result = verify(str(siem_copy), key=key, partial=True)
+    assert [f.kind for f in result.findings if f.severity == "error"] == []
+    absent = sum(stream.absent for stream in result.streams)
+    assert absent == len(received.spans) - len(routed) > 0
+    assert verify(str(siem_copy), key=key).findings  # the same copy, read as a whole chain, has gaps

@@ -51,6 +51,12 @@ def add_verify_parser(commands: Any) -> None:
         action="store_true",
         help="do not report records stored out of sequence order (a collector's batching may reorder spans)",
     )
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="the source is a filtered subset of each stream (the SIEM's copy: audit records and checkpoints "
+        "only): count missing records as absent instead of reporting them as deleted (implies --any-order)",
+    )
     parser.add_argument("--json", action="store_true", help="the result as JSON on standard output")
     parser.set_defaults(handler=run_verify)
 
@@ -71,7 +77,13 @@ def run_verify(args: argparse.Namespace, console: Console) -> int:
         return 2
     with contextlib.ExitStack() as stack:
         try:
-            result = verify(source, key=key, any_order=args.any_order, progress=_progress(stack, source))
+            result = verify(
+                source,
+                key=key,
+                any_order=args.any_order,
+                partial=args.partial,
+                progress=_progress(stack, source),
+            )
         except VerifyInputError as err:
             note(str(err))
             return 2
@@ -115,24 +127,26 @@ def _is_store(source: str) -> bool:
 
 
 def _streams_table(result: VerifyResult, *, compact: bool) -> Table:
-    """One row per stream; ``compact`` (12-digit stream ids) when the full table would not fit."""
+    """One row per stream; ``compact`` (12-digit stream ids) when the full table would not fit.
+
+    A partial copy's table also says how many records of each stream the copy does not hold.
+    """
     table = light_table(title="streams", title_justify="left")
-    for column in ("stream", "records", "seqs", "checkpoints", "last checkpoint", "seal"):
-        figure = column in ("records", "checkpoints")
+    columns = ["stream", "records", "seqs", "checkpoints", "last checkpoint", "seal"]
+    if result.partial:
+        columns.insert(2, "absent")
+    for column in columns:
+        figure = column in ("records", "absent", "checkpoints")
         # ids and figures never wrap; the seal ("hmac-sha256 (key id)") may, at its space
         title = header(column, compact)
         table.add_column(title, justify="right" if figure else "left", no_wrap=column != "seal")
     for stream in result.streams:
         seqs = f"{stream.first_seq}..{stream.last_seq}" if stream.first_seq is not None else ""
         seal = stream.algorithm + (f" ({stream.key_id})" if stream.key_id else "")
-        table.add_row(
-            short_id(stream.stream, compact),
-            f"{stream.records:,}",
-            seqs,
-            str(stream.checkpoints),
-            stream.last_checkpoint,
-            seal,
-        )
+        row = [short_id(stream.stream, compact), f"{stream.records:,}", seqs]
+        if result.partial:
+            row.insert(2, f"{stream.absent:,}")
+        table.add_row(*row, str(stream.checkpoints), stream.last_checkpoint, seal)
     return table
 
 
@@ -141,8 +155,9 @@ def render(result: VerifyResult, console: Console) -> None:
     streams = len(result.streams)
     key = f"{result.key} key {result.key_id}" if result.key != "none" else "no key"
     verdict = Text("OK", style="bold green") if result.ok else Text("TAMPERED", style="bold red")
+    kind = f"{result.source_kind}, partial copy" if result.partial else result.source_kind
     summary = Text.assemble(
-        f"{result.source} ({result.source_kind}): {result.records:,} records in {streams} stream"
+        f"{result.source} ({kind}): {result.records:,} records in {streams} stream"
         f"{'s' if streams != 1 else ''}, {result.checkpoints:,} checkpoints, checked with {key}: ",
         verdict,
     )

@@ -11,6 +11,12 @@ What this can prove depends on the key (see docs/verify.md): with no key, only n
 with the HMAC secret, every record exactly; with an Ed25519 public key, records up to the last
 signed checkpoint.
 
+``partial`` verifies a copy that holds a filtered subset of every stream (the collector routes
+only audit records and checkpoints to the SIEM): each present record's seal, the links between
+consecutive sequence numbers both present, every checkpoint; missing sequence numbers are
+counted per stream (``absent``), not reported as deleted, since the copy cannot say which
+records should be there.
+
 Speed: the per-record work is one SHA-256 (or HMAC), two hex decodes and an array append;
 checkpoints are found by a bytes search before any JSON is parsed. A million-record store
 verifies in well under 30 seconds on one core (benchmarks/).
@@ -85,13 +91,17 @@ def verify(
     *,
     key: SealKey | None = None,
     any_order: bool = False,
+    partial: bool = False,
     progress: Progress | None = None,
 ) -> VerifyResult:
     """Verify a store or an OTLP JSON lines file (told apart by the SQLite magic bytes).
 
     ``key`` is what :func:`~otel_llm_audit.processing.sealing.load_seal_key` loaded (``None``:
     no key). ``any_order`` skips the order check, for a collector's copy that batching may have
-    reordered. Raises :class:`VerifyInputError` when the source cannot be verified at all.
+    reordered. ``partial`` (which implies ``any_order``) takes the source as a filtered subset of
+    each stream, such as the SIEM's copy: missing sequence numbers are counted in each stream's
+    ``absent``, not reported as ``DELETED``; every checkpoint is still expected. Raises
+    :class:`VerifyInputError` when the source cannot be verified at all.
     """
     path = os.fspath(source)
     if not os.path.exists(path):
@@ -102,20 +112,26 @@ def verify(
         head = handle.read(len(SQLITE_MAGIC))
     if key is not None and key.record_algorithm == ALGORITHM_SHA256 and key.checkpoint_algorithm == ALGORITHM_NONE:
         key = None  # the "no key" key
+    any_order = any_order or partial  # a route's copy went through a collector's batching
     if head == SQLITE_MAGIC:
-        return verify_store(path, key=key, any_order=any_order, progress=progress)
-    return verify_otlp_file(path, key=key, any_order=any_order, progress=progress)
+        return verify_store(path, key=key, any_order=any_order, partial=partial, progress=progress)
+    return verify_otlp_file(path, key=key, any_order=any_order, partial=partial, progress=progress)
 
 
 def verify_store(
-    path: str, *, key: SealKey | None = None, any_order: bool = False, progress: Progress | None = None
+    path: str,
+    *,
+    key: SealKey | None = None,
+    any_order: bool = False,
+    partial: bool = False,
+    progress: Progress | None = None,
 ) -> VerifyResult:
     """Verify every record of an audit store, in position (record id) order."""
     try:
         store = AuditStore(path, readonly=True)
     except (StoreError, sqlite3.DatabaseError) as err:
         raise VerifyInputError(str(err)) from None
-    verifier = _Verifier(key, any_order, with_lines=False)
+    verifier = _Verifier(key, any_order, with_lines=False, partial=partial)
     try:
         total = store.count()
         done = 0
@@ -143,7 +159,12 @@ def verify_store(
 
 
 def verify_otlp_file(
-    path: str, *, key: SealKey | None = None, any_order: bool = False, progress: Progress | None = None
+    path: str,
+    *,
+    key: SealKey | None = None,
+    any_order: bool = False,
+    partial: bool = False,
+    progress: Progress | None = None,
 ) -> VerifyResult:
     """Verify the spans of an OTLP JSON lines file (our ``export``, or the collector's file exporter).
 
@@ -152,7 +173,7 @@ def verify_otlp_file(
     so an exporter legitimately reorders them there: a line's spans are taken in sequence
     order, and order is judged across lines (``any_order`` drops that check too).
     """
-    verifier = _Verifier(key, any_order, with_lines=True)
+    verifier = _Verifier(key, any_order, with_lines=True, partial=partial)
     total = os.path.getsize(path)
     done = parsed = unreadable = 0
     position = 0
@@ -244,10 +265,12 @@ def _typed(pairs: Any) -> dict[str, Any]:
 class _Verifier:
     """Reads records one by one (the hot path), then analyses each stream."""
 
-    def __init__(self, key: SealKey | None, any_order: bool, with_lines: bool) -> None:
+    def __init__(self, key: SealKey | None, any_order: bool, with_lines: bool, partial: bool = False) -> None:
         self.key = key
         self.any_order = any_order
         self.with_lines = with_lines
+        #: A filtered subset of each stream: missing sequence numbers are absent, not deleted.
+        self.partial = partial
         self.chains: dict[str, Chain] = {}
         self.findings: list[Finding] = []
         #: Sealed records read.
@@ -483,7 +506,7 @@ class _Verifier:
     # Analysis --------------------------------------------------------------------------
 
     def result(self, source: str, source_kind: str) -> VerifyResult:
-        result = VerifyResult(source, source_kind, any_order=self.any_order)
+        result = VerifyResult(source, source_kind, any_order=self.any_order, partial=self.partial)
         key = self.key
         if key is not None:
             result.key = (
@@ -547,7 +570,7 @@ class _Verifier:
         checkpoints = sorted((c for c in chain.checkpoints if c.position not in inserted), key=lambda c: c.seq)
         trusted = [c for c in checkpoints if c.trusted]
         pruned_upto = prune[0] if prune else -1
-        self._gaps(chain, runs, trusted, prune)
+        absent = self._gaps(chain, runs, trusted, prune)
         self._links(chain, trusted, inserted)
         self._bad(chain, trusted, inserted)
         self._checkpoints(chain, checkpoints, pruned_upto)
@@ -580,6 +603,7 @@ class _Verifier:
             last.reason if last else "",
             chain.algorithm,
             chain.key_id,
+            absent,
         )
 
     def _fit(self, chain: Chain, slot: Slot) -> tuple[bool, bool, bool]:
@@ -624,10 +648,13 @@ class _Verifier:
         runs: list[tuple[int, int]],
         trusted: list[Checkpoint],
         prune: tuple[int, str, Checkpoint] | None,
-    ) -> None:
-        """Missing sequence numbers: pruned (attested) or deleted; the tail up to the last attested seq too."""
+    ) -> int:
+        """Missing sequence numbers: pruned (attested) or deleted; the tail up to the last attested seq too.
+
+        With ``partial``, those not pruned are only counted: the number is returned (``absent``).
+        """
         if not runs:
-            return
+            return 0
         high = max([runs[-1][1], *(c.attested_seq for c in trusted)])
         missing: list[tuple[int, int]] = []
         cursor = 0
@@ -638,12 +665,15 @@ class _Verifier:
         if cursor <= high:
             missing.append((cursor, high))
         pruned_upto = prune[0] if prune else -1
-        pruned_absent = 0
+        pruned_absent = absent = 0
         for first, last in missing:
             if first <= pruned_upto:
                 pruned_absent += min(last, pruned_upto) - first + 1
                 first = pruned_upto + 1
             if first > last:
+                continue
+            if self.partial:  # filtered out by the route, as far as this copy can tell
+                absent += last - first + 1
                 continue
             before = chain.get(first - 1) if first > 0 else None
             after = chain.get(last + 1)
@@ -667,7 +697,7 @@ class _Verifier:
                 related_position=before.position if before is not None and after is not None else None,
             )
         if prune is None:
-            return
+            return absent
         upto, digest, checkpoint = prune
         self.findings.append(
             finding(
@@ -696,6 +726,7 @@ class _Verifier:
                     line=checkpoint.line or None,
                 )
             )
+        return absent
 
     def _links(self, chain: Chain, trusted: list[Checkpoint], inserted: set[int]) -> None:
         """A broken link: the record whose hash changed was rewritten and rehashed."""
@@ -880,7 +911,10 @@ class _Verifier:
             return
         last = trusted[-1]
         if last.seq < last_seq:
-            slot = chain.get(last.seq + 1)
+            count, slot = last_seq - last.seq, chain.get(last.seq + 1)
+            if self.partial:  # some of those seqs may be absent: the records present, from the first
+                after = [(max(first, last.seq + 1), end) for first, end in runs if end > last.seq]
+                count, slot = sum(end - first + 1 for first, end in after), chain.get(after[0][0])
             self._add(
                 UNATTESTED,
                 chain,
@@ -889,7 +923,7 @@ class _Verifier:
                 f"seqs {last.seq + 1}..{last_seq} come after the last checkpoint (seq {last.seq}, {last.reason}): "
                 "nothing attests them, and records after them could have been deleted",
                 seq_end=last_seq,
-                count=last_seq - last.seq,
+                count=count,
             )
         elif last.reason != "shutdown":
             self._add(

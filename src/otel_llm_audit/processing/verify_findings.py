@@ -115,6 +115,10 @@ class StreamSummary:
     last_checkpoint: str
     algorithm: str
     key_id: str
+    #: With ``partial``: the sequence numbers up to the stream's last present or attested one that the
+    #: copy does not hold (filtered out by a route, not reported as deleted). 0 otherwise: there,
+    #: a missing sequence number is a ``DELETED`` finding.
+    absent: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,6 +140,8 @@ class VerifyResult:
     key: str = "none"
     key_id: str = ""
     any_order: bool = False
+    #: Verified as a filtered subset of each stream (``--partial``): missing records are counted, not deleted.
+    partial: bool = False
     findings: list[Finding] = field(default_factory=list)
     streams: list[StreamSummary] = field(default_factory=list)
 
@@ -180,6 +186,7 @@ class VerifyResult:
             "key": self.key,
             "key_id": self.key_id,
             "any_order": self.any_order,
+            "partial": self.partial,
             "errors": self.errors,
             "warnings": self.warnings,
             "counts": self.counts,
