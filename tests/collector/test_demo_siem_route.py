@@ -12,6 +12,9 @@ allow-list, so the collector never strips what the SDK sends.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,6 @@ import pytest
 import yaml
 
 from otel_llm_audit import semconv
-from otel_llm_audit.cli import main
-from otel_llm_audit.config import set_settings
 from otel_llm_audit.delivery.store_writer import CHECKPOINT_SPAN_NAME
 from otel_llm_audit.processing.sealing import load_seal_key
 from otel_llm_audit.processing.verification import verify
@@ -50,16 +51,17 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def received(demo_dir: Path) -> OtlpReceiver:
     pytest.importorskip("langgraph")  # the demo's agent workflow: most of the audit events
     out = demo_dir / "demo-traces.jsonl"
-    patch = pytest.MonkeyPatch()
     with OtlpReceiver() as receiver:
-        patch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
-        patch.delenv("OTEL_LOGS_EXPORTER", raising=False)  # with an endpoint set, the default is otlp
-        patch.setenv("OTEL_METRICS_EXPORTER", "none")  # the receiver takes traces and logs
-        try:
-            assert main(["demo", "--output", str(out)]) == 0
-        finally:
-            patch.undo()
-            set_settings(None)
+        # A process of its own, as `otel-llm-audit demo` runs: the demo sets the global tracer
+        # provider, which must not outlive it in this test session.
+        env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_METRICS_EXPORTER": "none"}
+        env.pop("OTEL_LOGS_EXPORTER", None)  # with an endpoint set, the default is otlp
+        done = subprocess.run(
+            [sys.executable, "-c", "import sys; from otel_llm_audit.cli import main; sys.exit(main(sys.argv[1:]))",
+             "demo", "--output", str(out)],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         # The demo has shut its pipeline down: everything it sent has been answered.
     return receiver
 

@@ -63,6 +63,7 @@ class StoreAndForwardProcessor(SpanProcessor):
         self.forwarders = tuple(forwarders)
         self._max_queued = queue_size
         self._queued = 0
+        self._warned_after_shutdown = False
         self._room = threading.Condition(threading.Lock())
         #: Spans given up because the store's queue stayed full (counted and logged, never silent).
         self.dropped = 0
@@ -113,7 +114,7 @@ class StoreAndForwardProcessor(SpanProcessor):
         if context is None or not context.trace_flags.sampled:
             return  # the batch processor exports sampled spans only: do not count what it will not take
         if self._shutdown:
-            self._note_dropped()
+            self._note_after_shutdown()
             return
         with self._room:
             if self._queued >= self._max_queued:
@@ -137,6 +138,17 @@ class StoreAndForwardProcessor(SpanProcessor):
         with self._room:
             self._queued = max(self._queued - count, 0)
             self._room.notify_all()
+
+    def _note_after_shutdown(self) -> None:
+        """A span that ended after the pipeline shut down (a tracer kept past ``shutdown()``)."""
+        self.dropped += 1
+        _guard.report_internal_error("store.after_shutdown", RuntimeError("span ended after the audit store shut down"))
+        if not self._warned_after_shutdown:
+            self._warned_after_shutdown = True
+            logger.warning(
+                "otel-llm-audit: a span ended after the audit pipeline shut down and was not stored "
+                "(a tracer or instrumentation still uses the old provider?)"
+            )
 
     def _note_dropped(self) -> None:
         self.dropped += 1
