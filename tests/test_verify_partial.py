@@ -39,7 +39,7 @@ from otel_llm_audit.delivery.store_writer import CHECKPOINT_SPAN_NAME, StoreWrit
 from otel_llm_audit.delivery.stored_spans import export_requests
 from otel_llm_audit.processing import canonical
 from otel_llm_audit.processing.sealing import UNKEYED, SealKey, load_seal_key
-from otel_llm_audit.processing.verification import verify
+from otel_llm_audit.processing.verification import VerifyInputError, verify
 from otel_llm_audit.processing.verify_findings import (
     CHECKPOINT_DELETED,
     CHECKPOINT_MISMATCH,
@@ -559,3 +559,12 @@ def test_cli_partial_terminal_report_has_an_absent_column(
     stream = verify(siem, key=key, partial=True).streams[0].stream
     row = next(line for line in out.splitlines() if line.startswith(stream[:12]))
     assert row.split()[1:5] == ["8", "7", "1..14", "3"]
+
+
+def test_partial_is_refused_on_a_store_where_it_would_hide_deletions(tmp_path: Path) -> None:
+    """A store holds whole chains; --partial there would turn a deletion into "absent"."""
+    db = tmp_path / "audit.db"
+    AuditStore(db).close()
+    with pytest.raises(VerifyInputError, match="is an audit store, which holds every record of its streams"):
+        verify(str(db), partial=True)
+    assert main(["verify", str(db), "--partial"]) == 2

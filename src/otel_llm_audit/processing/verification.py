@@ -114,6 +114,11 @@ def verify(
         key = None  # the "no key" key
     any_order = any_order or partial  # a route's copy went through a collector's batching
     if head == SQLITE_MAGIC:
+        if partial:  # a store holds whole chains: "absent" there would hide a deletion
+            raise VerifyInputError(
+                f"{path!r} is an audit store, which holds every record of its streams: --partial is for "
+                "routed copies (a collector's SIEM pipeline); verify the store without it"
+            )
         return verify_store(path, key=key, any_order=any_order, partial=partial, progress=progress)
     return verify_otlp_file(path, key=key, any_order=any_order, partial=partial, progress=progress)
 
