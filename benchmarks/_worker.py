@@ -36,7 +36,7 @@ from typing import Any
 
 import _mock
 
-CONFIGS = ("none", "llm_audit", "llm_audit_masked", "openai_v2", "openllmetry", "openinference")
+CONFIGS = ("none", "llm_audit", "llm_audit_masked", "llm_audit_budgets", "openai_v2", "openllmetry", "openinference")
 
 #: Environment each configuration needs before its instrumentor is imported (the driver sets it
 #: too; repeated here so a worker run by hand behaves the same).
@@ -44,6 +44,7 @@ CONFIG_ENV: dict[str, dict[str, str]] = {
     "none": {},
     "llm_audit": {},
     "llm_audit_masked": {},
+    "llm_audit_budgets": {},
     "openai_v2": {
         "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
         # openai-v2 2.4b0 reads "true" as no content; span_only puts content on the span.
@@ -57,6 +58,7 @@ CONFIG_ENV: dict[str, dict[str, str]] = {
 SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
     "llm_audit": ("otel_llm_audit",),
     "llm_audit_masked": ("otel_llm_audit",),
+    "llm_audit_budgets": ("otel_llm_audit",),
     "openai_v2": ("opentelemetry.instrumentation.openai_v2", "opentelemetry.util.genai"),
     "openllmetry": ("opentelemetry.instrumentation.openai",),
     "openinference": ("openinference.instrumentation.openai",),
@@ -212,13 +214,18 @@ def configure_llm_audit(setup: Setup, instrument: Callable[[], None]) -> Setup:
     from otel_llm_audit.processing.pipeline import AuditSpanProcessor
 
     span_exporter, metric_exporter = _make_exporters()
+    budgets = setup.name == "llm_audit_budgets"
     pipeline = otel_llm_audit.configure(
         content="masked" if setup.name == "llm_audit_masked" else "raw",
         span_exporters=[span_exporter],
         metric_readers=[PeriodicExportingMetricReader(metric_exporter, export_interval_millis=60_000)],
         instrument=False,
         http_spans=False,
+        policy=ten_budgets() if budgets else None,
+        budget_ledger="off" if budgets else None,
     )
+    if budgets:  # every call is in scope of every budget: the check before each call does all its work
+        otel_llm_audit.audit_context(user_id="u-1", team="t", application="bench", tenant_id="acme").__enter__()
     if pipeline.masking is not None and not pipeline.masking.wait_ready(120):
         raise RuntimeError("the masker did not start")
     instrument()
@@ -231,13 +238,31 @@ def configure_llm_audit(setup: Setup, instrument: Callable[[], None]) -> Setup:
     return setup
 
 
+def ten_budgets() -> Any:
+    """Ten budgets that all enforce and apply to every call, none ever reached."""
+    from otel_llm_audit import Budget, PolicyConfig
+
+    scopes = [
+        {}, {"team": "*"}, {"user": "*"}, {"application": "*"}, {"tenant": "*"}, {"model": "*"},
+        {"team": "t", "model": "*"}, {"user": "*", "model": "*"}, {"tenant": "acme", "team": "*"},
+        {"application": "bench", "user": "*"},
+    ]  # fmt: skip
+    periods = ["hour", "day", "month", "session", "run"]
+    return PolicyConfig(
+        budgets=tuple(
+            Budget(name=f"b{i}", scope=scope, period=periods[i % 3], limit_usd=1e9, enforce=True)
+            for i, scope in enumerate(scopes)
+        )
+    )
+
+
 def configure(name: str) -> Setup:
     for key, value in CONFIG_ENV[name].items():
         os.environ.setdefault(key, value)
     setup = Setup(name)
     if name == "none":
         return setup
-    if name in ("llm_audit", "llm_audit_masked"):
+    if name in ("llm_audit", "llm_audit_masked", "llm_audit_budgets"):
         from otel_llm_audit.instrumentation.openai import OpenAIInstrumentor as AuditInstrumentor
 
         return configure_llm_audit(setup, lambda: AuditInstrumentor().instrument())

@@ -8,6 +8,8 @@ environments made by ``benchmarks/setup_envs.sh``):
 
 * ``none``          the plain ``openai`` SDK, no OpenTelemetry at all
 * ``llm_audit``     this package: ``configure(content="raw", ...)`` + its OpenAI instrumentor
+* ``llm_audit_budgets`` the same with ten budgets that all enforce and all apply to every call
+  (the check before each call does all its work; no limit is ever reached)
 * ``openai_v2``     ``opentelemetry-instrumentation-openai-v2`` 2.4b0 (content on spans)
 * ``openllmetry``   ``opentelemetry-instrumentation-openai`` 0.62.4 (content on)
 * ``openinference`` ``openinference-instrumentation-openai`` 0.1.66 (content on)
@@ -48,11 +50,18 @@ from _worker import CONFIG_ENV, CONFIGS  # noqa: E402
 DEFAULT_VENVS = Path(os.environ.get("BENCH_VENVS", "/work/bench-venvs"))
 PEERS = ("openai_v2", "openllmetry", "openinference")
 #: Which virtual environment runs which configuration (the baseline shares ours).
-VENV_OF = {"none": "llm_audit", "llm_audit": "llm_audit", "llm_audit_masked": "llm_audit", **{p: p for p in PEERS}}
+VENV_OF = {
+    "none": "llm_audit",
+    "llm_audit": "llm_audit",
+    "llm_audit_masked": "llm_audit",
+    "llm_audit_budgets": "llm_audit",
+    **{p: p for p in PEERS},
+}
 LABELS = {
     "none": "uninstrumented",
     "llm_audit": "otel-llm-audit",
     "llm_audit_masked": "otel-llm-audit, content masked",
+    "llm_audit_budgets": "otel-llm-audit, ten budgets enforcing",
     "openai_v2": "official openai-v2 2.4b0",
     "openllmetry": "OpenLLMetry 0.62.4",
     "openinference": "OpenInference 0.1.66",

@@ -94,7 +94,11 @@ def test_the_application_got_its_answers(exported: tuple[list[SpanView], dict[st
     # paused before the answer (langgraph 0.4+ also returns the interrupt as "__interrupt__")
     assert "answer" not in results["paused"]
     assert results["paused"]["proposal"] == "Do not start ibuprofen; give paracetamol 1 g, up to four times a day."
-    assert results["done"]["physician_decision"] == {"action": "approve", "note": "paracetamol is fine"}
+    assert results["done"]["physician_decision"] == {
+        "action": "approve",
+        "note": "paracetamol is fine, at a lower dose: the patient weighs 48 kg",
+        "override": "paracetamol 500 mg up to four times a day",
+    }
     assert results["done"]["answer"] == "Hello from the fake model."
 
 
@@ -127,9 +131,36 @@ def test_the_workflow_reads_as_numbered_steps_from_the_export_alone(
         '"proposal":"Do not start ibuprofen; give…',
         "[] workflow ward_assistant started for dr-4711",
         "[review] human review approved by dr-4711: interrupt review answer"
-        ' {"action":"approve","note":"paracetamol is fine"}',
+        ' {"action":"approve","note":"paracetamol is fine, at a lower…',
         "[reply] chat openai/gpt-4o-mini-2026-01-01 27->7 tokens",
     ]
+
+
+def test_the_escalation_and_the_override_say_who_decided_what_and_why(
+    exported: tuple[list[SpanView], dict[str, Any]],
+) -> None:
+    spans, _ = exported
+    events = {
+        e["attributes"][semconv.LLM_AUDIT_POLICY_CATEGORY]: e["attributes"]
+        for s in spans
+        for e in s.events
+        if e["name"] == semconv.EVENT_LLM_AUDIT_POLICY
+        and e["attributes"][semconv.LLM_AUDIT_POLICY_CATEGORY] in ("escalation", "override")
+    }
+    escalation, override = events["escalation"], events["override"]
+    assert escalation[semconv.LLM_AUDIT_POLICY_ACTION] == "escalated"
+    assert escalation[semconv.LLM_AUDIT_POLICY_ACTOR] == "ward_assistant"  # named by the application
+    assert json.loads(escalation[semconv.LLM_AUDIT_POLICY_DETAILS]) == {
+        "to": "physician-on-call",
+        "reason": "a change of medication needs a physician's sign-off",
+    }
+    assert override[semconv.LLM_AUDIT_POLICY_ACTION] == "overridden"
+    assert override[semconv.LLM_AUDIT_POLICY_ACTOR] == "dr-4711"  # the audit context's user: the physician
+    assert json.loads(override[semconv.LLM_AUDIT_POLICY_DETAILS]) == {
+        "overridden": "paracetamol 1 g up to four times a day",
+        "replaced_by": "paracetamol 500 mg up to four times a day",
+        "reason": "paracetamol is fine, at a lower dose: the patient weighs 48 kg",
+    }
 
 
 def test_the_resume_links_to_the_pause_and_reads_the_state_it_saved(
@@ -145,9 +176,10 @@ def test_the_resume_links_to_the_pause_and_reads_the_state_it_saved(
     ]
     (interrupt,) = [e for e in paused.events if e["name"] == "llm_audit.interrupt"]
     (review,) = [e for e in resumed.events if e["name"] == "llm_audit.human_review"]
-    assert review["attributes"][semconv.LLM_AUDIT_REVIEW_INTERRUPT_ID] == interrupt["attributes"][
-        semconv.LLM_AUDIT_INTERRUPT_ID
-    ]
+    assert (
+        review["attributes"][semconv.LLM_AUDIT_REVIEW_INTERRUPT_ID]
+        == interrupt["attributes"][semconv.LLM_AUDIT_INTERRUPT_ID]
+    )
     assert review["attributes"][semconv.LLM_AUDIT_REVIEW_REVIEWER] == "dr-4711"
     assert resumed.attributes[semconv.LLM_AUDIT_AUTH_METHOD] == "sso_saml"
     # which memory was read: the resumed run loaded the last checkpoint the paused run saved,
@@ -155,9 +187,7 @@ def test_the_resume_links_to_the_pause_and_reads_the_state_it_saved(
     saved = [
         s
         for s in spans
-        if s.trace_id == first
-        and s.name == "create_memory"
-        and s.attributes.get(semconv.LLM_AUDIT_CHECKPOINT_NS) == ""
+        if s.trace_id == first and s.name == "create_memory" and s.attributes.get(semconv.LLM_AUDIT_CHECKPOINT_NS) == ""
     ]
     last_saved = max(saved, key=lambda s: s.start_ns).attributes[semconv.LLM_AUDIT_CHECKPOINT_ID]
     read = [s for s in spans if s.trace_id == resumed.trace_id and s.name == "search_memory"]

@@ -104,6 +104,7 @@ def test_a_policy_event_becomes_one_masked_log_record_on_its_span(pipeline: Any)
         "llm_audit.policy.source": "app",
         "llm_audit.policy.name": "no-dosage-advice",
         "llm_audit.policy.details": '{"why":"asked to mail <EMAIL_ADDRESS>"}',
+        "llm_audit.policy.actor": "nurse-4711",  # recorded by the application: its audit context's user
         "llm_audit.audit.record": True,
     }
     # The record carries what the exported span carries, masked the same way.
@@ -214,10 +215,12 @@ def test_log_exporters_follow_the_standard_variables(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("OTEL_LOGS_EXPORTER", raising=False)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", raising=False)
-    (default,) = log_exporters_from_env(settings)
+    (default,) = log_exporters_from_env(settings.__class__.from_env(output_file=settings.output_file, store="off"))
     assert isinstance(default, OtlpJsonFileLogExporter)
     assert default.path == os.path.join(str(tmp_path / "llm-audit"), "logs.jsonl")
     default.shutdown()
+    # With the store on (the default) and no endpoint: no file, as for traces (the store has it all).
+    assert log_exporters_from_env(Settings.from_env(store=str(tmp_path / "audit.db"))) == []
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://127.0.0.1:9/v1/logs")
     (otlp,) = log_exporters_from_env(settings)
     assert type(otlp).__name__ == "OTLPLogExporter"
@@ -248,3 +251,30 @@ def test_the_file_exporter_writes_otlp_json_lines_with_hex_ids(tmp_path: Path) -
     assert record["traceId"] == trace_id
     assert record["severityText"] == "INFO"
     assert {"key": "llm_audit.audit.record", "value": {"boolValue": True}} in record["attributes"]
+
+
+def test_content_withheld_because_masking_failed_is_a_policy_event_and_a_log_record(
+    make_audit: Callable[..., Any], make_client: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs = InMemoryLogExporter()
+    audit = make_audit(content="masked", log_exporters=[logs])
+    assert audit.pipeline.masking.wait_ready(60)
+    masker = audit.pipeline.masking.redactor.masker
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("detector crashed")
+
+    monkeypatch.setattr(masker, "mask_text", broken)
+    monkeypatch.setattr(masker, "mask_json", broken)
+    make_client().chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": EMAIL}])
+    span = audit.only_llm_span()
+    assert span.attributes[semconv.LLM_AUDIT_REDACTION_STATUS] == "failed"
+    assert span.attributes[semconv.LLM_AUDIT_AUDIT_RECORD] is True
+    (event,) = [e for e in span.events if e.name == semconv.EVENT_LLM_AUDIT_POLICY]
+    assert event.attributes[semconv.LLM_AUDIT_POLICY_ACTION] == "redacted"
+    details = json.loads(event.attributes[semconv.LLM_AUDIT_POLICY_DETAILS])
+    assert (details["failure"], details["content"]) == ("error", "withheld")
+    (record,) = [data.log_record for data in logs.get_finished_logs()]
+    assert (record.severity_text, record.body) == ("WARN", "policy pii: redacted (pii_masking)")
+    assert (record.trace_id, record.span_id) == (span.context.trace_id, span.context.span_id)
+    assert EMAIL not in json.dumps(dict(record.attributes), default=str)

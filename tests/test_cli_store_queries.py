@@ -596,6 +596,7 @@ def test_show_json_has_every_span_with_full_content(
         "llm_audit.policy.category": "guardrail",
         "llm_audit.policy.name": "discharge_rules",
         "llm_audit.policy.source": "app",
+        "llm_audit.policy.actor": "nurse-4711",
     }
     second = spans[3]
     messages = json.loads(second["attributes"][semconv.GEN_AI_INPUT_MESSAGES])

@@ -71,6 +71,10 @@ UPSTREAM_KEYS = {
     "jsonrpc.request.id", "rpc.response.status_code", "network.transport",
 }  # fmt: skip
 OWN_KEYS = {
+    "llm_audit.policy.actor",
+    "llm_audit.budget.name", "llm_audit.budget.scope", "llm_audit.budget.period", "llm_audit.budget.period.key",
+    "llm_audit.budget.unit", "llm_audit.budget.limit", "llm_audit.budget.spend", "llm_audit.budget.threshold",
+    "llm_audit.budget.enforced", "llm_audit.anomaly.rule", "llm_audit.anomaly.observed", "llm_audit.anomaly.limit",
     "llm_audit.actor.type", "llm_audit.auth.method", "llm_audit.tenant.id", "llm_audit.team",
     "llm_audit.application", "llm_audit.content.mode", "llm_audit.content.hashes",
     "llm_audit.content.truncated", "llm_audit.cost.usd", "llm_audit.pricing.version",
@@ -281,6 +285,7 @@ def test_spans_events_and_metrics() -> None:
         "gen_ai.client.operation.duration": ("histogram", "s"),
         "gen_ai.client.operation.time_to_first_chunk": ("histogram", "s"),
         "llm_audit.cost": ("counter", "USD"),
+        "llm_audit.budget.utilization": ("gauge", "1"),
         "llm_audit.instrumentation.errors": ("counter", "{error}"),
         "llm_audit.redaction.spans": ("counter", "{span}"),
         "llm_audit.redaction.cache.lookups": ("counter", "{text}"),

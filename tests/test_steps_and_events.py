@@ -138,6 +138,7 @@ def test_policy_event_and_human_review_on_the_current_span(
         semconv.LLM_AUDIT_POLICY_SOURCE: "clinical-review",
         semconv.LLM_AUDIT_POLICY_NAME: "max-dose",
         semconv.LLM_AUDIT_POLICY_DETAILS: '{"limit_mg": 40}',
+        semconv.LLM_AUDIT_POLICY_ACTOR: "dr-4711",  # from the audit context
     }
     assert review.name == semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW
     assert dict(review.attributes or {}) == {

@@ -23,15 +23,22 @@ from otel_llm_audit.api import (
 from otel_llm_audit.bootstrap import AuditPipeline, configure
 from otel_llm_audit.config import ContentMode, Settings
 from otel_llm_audit.context import AuditIdentity, audit_context, current_identity
+from otel_llm_audit.errors import BudgetExceededError
+from otel_llm_audit.processing.budget_config import AnomalyLimits, Budget, BudgetConfigError, PolicyConfig
 from otel_llm_audit.processing.identity import AuditIdentitySpanProcessor
 from otel_llm_audit.processing.pipeline import AuditSpanProcessor
 
 __all__ = [
+    "AnomalyLimits",
     "AuditIdentity",
     "AuditIdentitySpanProcessor",
     "AuditPipeline",
     "AuditSpanProcessor",
+    "Budget",
+    "BudgetConfigError",
+    "BudgetExceededError",
     "ContentMode",
+    "PolicyConfig",
     "Settings",
     "__version__",
     "audit_context",

@@ -20,6 +20,7 @@ from opentelemetry.trace import Span, SpanContext
 
 from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
+from otel_llm_audit.context import current_identity
 from otel_llm_audit.emitter import links, parents
 from otel_llm_audit.emitter.operations import (
     decision_attributes,
@@ -42,16 +43,26 @@ def record_policy_event(
     source: str,
     name: str | None = None,
     details: Mapping[str, Any] | None = None,
+    actor: str | None = None,
 ) -> None:
     """Record that a policy, guardrail or filter fired, or that a human overrode or escalated.
 
     ``category``: ``pii``, ``content_filter``, ``guardrail``, ``refusal``, ``budget``, ``anomaly``,
     ``override``, ``escalation`` (or your own); ``action``: ``blocked``, ``flagged``, ``redacted``,
     ``refused``, ``masked``, ``allowed``, ``overridden``, ``escalated``. ``details`` must not hold
-    the content that triggered the decision.
+    the content that triggered the decision. By convention an override's details say what was
+    overridden and why (``{"overridden": ..., "replaced_by": ..., "reason": ...}``), an
+    escalation's to whom and why (``{"to": ..., "reason": ...}``). ``actor`` (who decided) defaults
+    to the user of the audit context.
     """
     try:
-        event = PolicyEvent(category=category, action=action, source=source, name=name, details=details)
+        if actor is None:
+            identity = current_identity()
+            actor = identity.user_id if identity is not None else None
+        extra = {semconv.LLM_AUDIT_POLICY_ACTOR: actor} if actor else None
+        event = PolicyEvent(
+            category=category, action=action, source=source, name=name, details=details, attributes=extra
+        )
         _emit(semconv.EVENT_LLM_AUDIT_POLICY, lambda _span: policy_event_attributes(event))
     except Exception as err:
         _guard.report_internal_error("api.record_policy_event", err)

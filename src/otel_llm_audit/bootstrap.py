@@ -13,7 +13,7 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -35,9 +35,15 @@ from otel_llm_audit.delivery.otlp_json import (
     OtlpJsonFileSpanExporter,
 )
 from otel_llm_audit.delivery.store_and_forward import StoreAndForwardProcessor
+from otel_llm_audit.emitter import gate
 from otel_llm_audit.processing import sampling
+from otel_llm_audit.processing.anomalies import AnomalyRule
+from otel_llm_audit.processing.budget_config import PolicyConfig, load_policy_file, parse_policy
+from otel_llm_audit.processing.budget_ledger import BudgetLedger
+from otel_llm_audit.processing.budgets import BudgetRule
 from otel_llm_audit.processing.identity import AuditIdentitySpanProcessor
 from otel_llm_audit.processing.pipeline import AuditSpanProcessor
+from otel_llm_audit.processing.policy_stage import PolicyStage, SpanRule
 
 if TYPE_CHECKING:
     from otel_llm_audit.processing.masking_stage import MaskingStage
@@ -65,6 +71,10 @@ class AuditPipeline:
     store: StoreAndForwardProcessor | None = None
     #: Ours alone (never global): policy and human-review events as log records for the SIEM.
     logger_provider: LoggerProvider | None = None
+    #: Budgets in force (``None`` when none are configured).
+    budgets: BudgetRule | None = None
+    #: The budget file's content (or the defaults): budgets and anomaly limits.
+    policy: PolicyConfig | None = None
 
     @property
     def masking(self) -> MaskingStage | None:
@@ -88,6 +98,8 @@ class AuditPipeline:
             except Exception:  # pragma: no cover - best effort at exit
                 logger.debug("otel-llm-audit: uninstrument failed", exc_info=True)
         self.tracer_provider.shutdown()
+        if self.budgets is not None and gate.current() is self.budgets:
+            gate.install(None)
         if self.meter_provider is not None:
             self.meter_provider.shutdown()
 
@@ -102,6 +114,7 @@ def configure(
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
     log_exporters: Sequence[LogRecordExporter] | None = None,
+    policy: PolicyConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
     instrument: bool = True,
     set_global: bool = True,
     **settings: Any,
@@ -112,12 +125,16 @@ def configure(
     ``price_files=[...]``, ...); they win over the environment. Exporters default to the
     standard ``OTEL_*`` variables, and to OTLP JSON files when none is configured. Policy and
     human-review events are also emitted as log records to ``log_exporters`` (default: from
-    ``OTEL_LOGS_EXPORTER``), unless ``audit_logs=False``. The
+    ``OTEL_LOGS_EXPORTER``), unless ``audit_logs=False``. ``policy`` is a budget file's path,
+    its parsed content, or a :class:`~otel_llm_audit.processing.budget_config.PolicyConfig`
+    (default: the ``budgets_file`` setting; without one, no budgets and the default anomaly
+    limits); one that cannot be honoured raises ``BudgetConfigError`` here. The
     provider's sampler (``OTEL_TRACES_SAMPLER``, or the one given) is wrapped so that it never
     drops an audit span (:mod:`otel_llm_audit.processing.sampling`).
     """
     resolved = Settings.from_env(**settings)
     _check_prices(resolved)
+    policy_config = resolve_policy(resolved, policy)
     set_settings(resolved)
     with _lock:
         exporters = list(span_exporters) if span_exporters is not None else span_exporters_from_env(resolved)
@@ -130,6 +147,14 @@ def configure(
         if mp is None and readers:
             mp = MeterProvider(resource=provider.resource, metric_readers=readers)
         masking = masking_stage_for(resolved, mp)
+        budgets = (
+            BudgetRule(policy_config.budgets, BudgetLedger(resolved.budget_ledger), meter_provider=mp)
+            if policy_config.budgets
+            else None
+        )
+        rules: list[SpanRule] = [AnomalyRule(policy_config.anomalies)]
+        if budgets is not None:
+            rules.insert(0, budgets)
         store = (
             StoreAndForwardProcessor.build(resolved, exporters, provider.resource) if resolved.store_enabled else None
         )
@@ -146,7 +171,9 @@ def configure(
             queue_full=resolved.queue_full,
             queue_block_ms=resolved.queue_block_ms,
             route_all=store is not None,
+            policy=PolicyStage(rules),
         )
+        gate.install(budgets)  # the provider instrumentors ask it before each call
         if set_global:
             _set_global_providers(provider, mp)
         # atexit runs last-registered first: complete queued spans (and record their metrics)
@@ -163,10 +190,27 @@ def configure(
             processor=processor,
             store=store,
             logger_provider=logger_provider,
+            budgets=budgets,
+            policy=policy_config,
         )
         if instrument:
             pipeline.instrumentors = instrument_installed(resolved, provider, mp)
     return pipeline
+
+
+def resolve_policy(
+    settings: Settings, policy: PolicyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
+) -> PolicyConfig:
+    """The budgets and anomaly limits in force: ``policy`` from code, else the budget file, else defaults."""
+    if isinstance(policy, PolicyConfig):
+        return policy
+    if isinstance(policy, Mapping):
+        return parse_policy(policy)
+    if policy is not None:
+        return load_policy_file(policy)
+    if settings.budgets_file:
+        return load_policy_file(settings.budgets_file)
+    return PolicyConfig()
 
 
 def _audit_logger_provider(
@@ -286,9 +330,11 @@ def metric_readers_from_env(settings: Settings) -> list[MetricReader]:
 
 
 def log_exporters_from_env(settings: Settings) -> list[LogRecordExporter]:
-    """Log exporters for ``OTEL_LOGS_EXPORTER``; a local OTLP JSON file by default."""
+    """Log exporters for ``OTEL_LOGS_EXPORTER``; by default OTLP when an endpoint is set, else none
+    with the store on (the store holds the spans the records come from), else a local file."""
     exporters: list[LogRecordExporter] = []
-    for name in _exporter_names("OTEL_LOGS_EXPORTER", "LOGS"):
+    default = "" if settings.store_enabled else "otlp_json_file"
+    for name in _exporter_names("OTEL_LOGS_EXPORTER", "LOGS", default):
         if name == "none":
             continue
         if name == "otlp_json_file":

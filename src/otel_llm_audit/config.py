@@ -43,6 +43,7 @@ _GENAI_CAPTURE_VALUES = {
 
 DEFAULT_OUTPUT_FILE = "llm-audit/traces.jsonl"
 DEFAULT_STORE = "llm-audit/audit.db"
+DEFAULT_BUDGET_LEDGER = "llm-audit/budgets.db"
 #: Values of the store setting that turn the store off (spans go straight to the exporters).
 STORE_OFF = ("off", "none", "false", "0")
 
@@ -66,6 +67,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "checkpoint_interval": "OTEL_LLM_AUDIT_CHECKPOINT_INTERVAL",
     "checkpoint_records": "OTEL_LLM_AUDIT_CHECKPOINT_RECORDS",
     "audit_logs": "OTEL_LLM_AUDIT_AUDIT_LOGS",
+    "budgets_file": "OTEL_LLM_AUDIT_BUDGETS",
+    "budget_ledger": "OTEL_LLM_AUDIT_BUDGET_LEDGER",
 }
 
 #: What the caller's thread does when the span queue is full.
@@ -115,6 +118,10 @@ class Settings:
     #: Also emit each policy and human-review event as an OpenTelemetry log record (for SIEM
     #: exporters that take logs only), to the exporters of ``OTEL_LOGS_EXPORTER``.
     audit_logs: bool = True
+    #: A YAML file of budgets and anomaly limits ("" = no budgets, default anomaly limits).
+    budgets_file: str = ""
+    #: The SQLite file where processes on this machine add up their spend.
+    budget_ledger: str = DEFAULT_BUDGET_LEDGER
 
     @property
     def store_enabled(self) -> bool:
@@ -144,6 +151,8 @@ class Settings:
             "checkpoint_interval": _float_env(env, "checkpoint_interval", 60.0),
             "checkpoint_records": _int_env(env, "checkpoint_records", 10_000),
             "audit_logs": _bool_env(env, "audit_logs", True),
+            "budgets_file": env.get(ENVIRONMENT_VARIABLES["budgets_file"], "").strip(),
+            "budget_ledger": env.get(ENVIRONMENT_VARIABLES["budget_ledger"], "").strip() or DEFAULT_BUDGET_LEDGER,
         }
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():

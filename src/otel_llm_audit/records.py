@@ -289,6 +289,8 @@ class PolicyEvent:
     source: str
     name: str | None = None
     details: Mapping[str, Any] | None = None
+    #: Further attributes of the event, by registry key (a budget's limit and spend, ...).
+    attributes: Mapping[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -292,10 +292,46 @@ LLM_AUDIT_POLICY_CATEGORY: Final = "llm_audit.policy.category"
 LLM_AUDIT_POLICY_SOURCE: Final = "llm_audit.policy.source"
 #: What was done as a result of the decision.
 LLM_AUDIT_POLICY_ACTION: Final = "llm_audit.policy.action"
+#: Who made the decision, for decisions people make (an override, an escalation).
+LLM_AUDIT_POLICY_ACTOR: Final = "llm_audit.policy.actor"
 #: The name of the rule or policy that fired.
 LLM_AUDIT_POLICY_NAME: Final = "llm_audit.policy.name"
 #: A JSON object with source-specific details of the decision.
 LLM_AUDIT_POLICY_DETAILS: Final = "llm_audit.policy.details"
+
+# --- registry.llm_audit.budget (otel-llm-audit)
+# Attributes of a budget's llm_audit.policy event (category budget), and of its utilisation gauge.
+
+#: The budget's name, as configured.
+LLM_AUDIT_BUDGET_NAME: Final = "llm_audit.budget.name"
+#: A JSON object of the scope's dimensions and the values this spend was counted under.
+LLM_AUDIT_BUDGET_SCOPE: Final = "llm_audit.budget.scope"
+#: The period the limit applies to.
+LLM_AUDIT_BUDGET_PERIOD: Final = "llm_audit.budget.period"
+#: Which period the spend belongs to (the UTC hour, day or month; the session id; the trace id of
+#: the run).
+LLM_AUDIT_BUDGET_PERIOD_KEY: Final = "llm_audit.budget.period.key"
+#: What the limit counts.
+LLM_AUDIT_BUDGET_UNIT: Final = "llm_audit.budget.unit"
+#: The budget's limit in its unit.
+LLM_AUDIT_BUDGET_LIMIT: Final = "llm_audit.budget.limit"
+#: What the scope had spent in the period, this call included, across every process sharing the
+#: ledger.
+LLM_AUDIT_BUDGET_SPEND: Final = "llm_audit.budget.spend"
+#: The fraction of the limit that was crossed (1.0 = exhausted).
+LLM_AUDIT_BUDGET_THRESHOLD: Final = "llm_audit.budget.threshold"
+#: Whether the budget blocks calls once exhausted.
+LLM_AUDIT_BUDGET_ENFORCED: Final = "llm_audit.budget.enforced"
+
+# --- registry.llm_audit.anomaly (otel-llm-audit)
+# Attributes of an anomaly's llm_audit.policy event (category anomaly) within one agent run.
+
+#: Which rule fired.
+LLM_AUDIT_ANOMALY_RULE: Final = "llm_audit.anomaly.rule"
+#: What was counted when the rule fired (calls, repetitions, tokens, or seconds).
+LLM_AUDIT_ANOMALY_OBSERVED: Final = "llm_audit.anomaly.observed"
+#: The configured limit the count went past (for repeated_tool_call, K).
+LLM_AUDIT_ANOMALY_LIMIT: Final = "llm_audit.anomaly.limit"
 
 # --- registry.llm_audit.review (otel-llm-audit)
 # A human-in-the-loop decision.
@@ -631,6 +667,45 @@ class LlmAuditPolicyActionValues:
     ESCALATED: Final = "escalated"
 
 
+class LlmAuditBudgetPeriodValues:
+    """Well-known values of ``llm_audit.budget.period``."""
+
+    #: A calendar hour (UTC).
+    HOUR: Final = "hour"
+    #: A calendar day (UTC).
+    DAY: Final = "day"
+    #: A calendar month (UTC).
+    MONTH: Final = "month"
+    #: One session (session.id).
+    SESSION: Final = "session"
+    #: One agent run (one trace).
+    RUN: Final = "run"
+
+
+class LlmAuditBudgetUnitValues:
+    """Well-known values of ``llm_audit.budget.unit``."""
+
+    #: US dollars from the price table.
+    USD: Final = "usd"
+    #: Input plus output tokens.
+    TOKENS: Final = "tokens"
+
+
+class LlmAuditAnomalyRuleValues:
+    """Well-known values of ``llm_audit.anomaly.rule``."""
+
+    #: More model calls in the run than the limit.
+    MODEL_CALLS: Final = "model_calls"
+    #: More tool calls in the run than the limit.
+    TOOL_CALLS: Final = "tool_calls"
+    #: The same tool called with the same arguments K times in a row.
+    REPEATED_TOOL_CALL: Final = "repeated_tool_call"
+    #: More tokens in the run than the limit.
+    RUN_TOKENS: Final = "run_tokens"
+    #: The run went on longer than the limit.
+    RUN_DURATION: Final = "run_duration"
+
+
 class LlmAuditReviewActionValues:
     """Well-known values of ``llm_audit.review.action``."""
 
@@ -784,6 +859,13 @@ METRIC_LLM_AUDIT_COST: Final = "llm_audit.cost"
 METRIC_LLM_AUDIT_COST_UNIT: Final = "USD"
 METRIC_LLM_AUDIT_COST_DESCRIPTION: Final = "Estimated cost of LLM calls in US dollars."
 
+#: gauge: Spend over limit (0.0 to 1.0 and beyond) of each budget scope seen in the current period.
+METRIC_LLM_AUDIT_BUDGET_UTILIZATION: Final = "llm_audit.budget.utilization"
+METRIC_LLM_AUDIT_BUDGET_UTILIZATION_UNIT: Final = "1"
+METRIC_LLM_AUDIT_BUDGET_UTILIZATION_DESCRIPTION: Final = (
+    "Spend over limit (0.0 to 1.0 and beyond) of each budget scope seen in the current period."
+)
+
 #: counter: Exceptions raised and swallowed inside otel-llm-audit's own code.
 METRIC_LLM_AUDIT_INSTRUMENTATION_ERRORS: Final = "llm_audit.instrumentation.errors"
 METRIC_LLM_AUDIT_INSTRUMENTATION_ERRORS_UNIT: Final = "{error}"
@@ -915,9 +997,21 @@ ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         GEN_AI_WORKFLOW_NAME,
         JSONRPC_REQUEST_ID,
         LLM_AUDIT_ACTOR_TYPE,
+        LLM_AUDIT_ANOMALY_LIMIT,
+        LLM_AUDIT_ANOMALY_OBSERVED,
+        LLM_AUDIT_ANOMALY_RULE,
         LLM_AUDIT_APPLICATION,
         LLM_AUDIT_AUDIT_RECORD,
         LLM_AUDIT_AUTH_METHOD,
+        LLM_AUDIT_BUDGET_ENFORCED,
+        LLM_AUDIT_BUDGET_LIMIT,
+        LLM_AUDIT_BUDGET_NAME,
+        LLM_AUDIT_BUDGET_PERIOD,
+        LLM_AUDIT_BUDGET_PERIOD_KEY,
+        LLM_AUDIT_BUDGET_SCOPE,
+        LLM_AUDIT_BUDGET_SPEND,
+        LLM_AUDIT_BUDGET_THRESHOLD,
+        LLM_AUDIT_BUDGET_UNIT,
         LLM_AUDIT_CHECKPOINT_ID,
         LLM_AUDIT_CHECKPOINT_NS,
         LLM_AUDIT_CHECKPOINT_THREAD_ID,
@@ -957,6 +1051,7 @@ ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_INTERRUPT_VALUE,
         LLM_AUDIT_LINK_TYPE,
         LLM_AUDIT_POLICY_ACTION,
+        LLM_AUDIT_POLICY_ACTOR,
         LLM_AUDIT_POLICY_CATEGORY,
         LLM_AUDIT_POLICY_DETAILS,
         LLM_AUDIT_POLICY_NAME,
@@ -999,9 +1094,21 @@ ALL_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
 LLM_AUDIT_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
     {
         LLM_AUDIT_ACTOR_TYPE,
+        LLM_AUDIT_ANOMALY_LIMIT,
+        LLM_AUDIT_ANOMALY_OBSERVED,
+        LLM_AUDIT_ANOMALY_RULE,
         LLM_AUDIT_APPLICATION,
         LLM_AUDIT_AUDIT_RECORD,
         LLM_AUDIT_AUTH_METHOD,
+        LLM_AUDIT_BUDGET_ENFORCED,
+        LLM_AUDIT_BUDGET_LIMIT,
+        LLM_AUDIT_BUDGET_NAME,
+        LLM_AUDIT_BUDGET_PERIOD,
+        LLM_AUDIT_BUDGET_PERIOD_KEY,
+        LLM_AUDIT_BUDGET_SCOPE,
+        LLM_AUDIT_BUDGET_SPEND,
+        LLM_AUDIT_BUDGET_THRESHOLD,
+        LLM_AUDIT_BUDGET_UNIT,
         LLM_AUDIT_CHECKPOINT_ID,
         LLM_AUDIT_CHECKPOINT_NS,
         LLM_AUDIT_CHECKPOINT_THREAD_ID,
@@ -1041,6 +1148,7 @@ LLM_AUDIT_ATTRIBUTE_KEYS: Final[frozenset[str]] = frozenset(
         LLM_AUDIT_INTERRUPT_VALUE,
         LLM_AUDIT_LINK_TYPE,
         LLM_AUDIT_POLICY_ACTION,
+        LLM_AUDIT_POLICY_ACTOR,
         LLM_AUDIT_POLICY_CATEGORY,
         LLM_AUDIT_POLICY_DETAILS,
         LLM_AUDIT_POLICY_NAME,

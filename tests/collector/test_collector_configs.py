@@ -196,9 +196,20 @@ def test_network_exporters_queue_on_disk(config: tuple[str, dict[str, Any]]) -> 
     for exporter_id, exporter in (cfg.get("exporters") or {}).items():
         if _type(exporter_id) == "prometheus":  # pulled by Prometheus: nothing to queue
             continue
-        queue = exporter.get("sending_queue") or exporter.get("protocol", {}).get("otlp", {}).get("sending_queue")
+        # At the top of the exporter (for loadbalancing too: a persistent queue inside its
+        # per-gateway `protocol.otlp` would be shared by every gateway's exporter).
+        queue = exporter.get("sending_queue")
         assert queue and queue.get("enabled") is True, (name, exporter_id)
         assert queue.get("storage") in storages, (name, exporter_id)
+        inner = exporter.get("protocol", {}).get("otlp", {}).get("sending_queue")
+        assert inner is None or inner.get("enabled") is False, (name, exporter_id)
+
+
+def test_nothing_holds_data_in_memory_before_the_disk_queues(config: tuple[str, dict[str, Any]]) -> None:
+    """No `batch` processor: it would acknowledge the sender before the data is on disk."""
+    name, cfg = config
+    for pipeline_id, pipeline in _pipelines(cfg).items():
+        assert not any(_type(p) == "batch" for p in pipeline.get("processors", [])), (name, pipeline_id)
 
 
 def test_servers_listen_on_all_interfaces_inside_the_container(config: tuple[str, dict[str, Any]]) -> None:
@@ -406,10 +417,12 @@ def test_grafana_is_provisioned_with_tempo_jaeger_and_the_dashboard(compose: dic
 def _prometheus_names(metric: dict[str, Any]) -> set[str]:
     """What the collector's prometheus exporter may call a metric (with or without unit suffixes)."""
     base = metric["metric_name"].replace(".", "_")
-    unit = {"s": "seconds", "USD": "USD"}.get(metric["unit"], "")
+    unit = {"s": "seconds", "USD": "USD", "1": "ratio"}.get(metric["unit"], "")
     stems = {base, f"{base}_{unit}"} if unit else {base}
     if metric["instrument"] == "counter":
         return {f"{stem}_total" for stem in stems}
+    if metric["instrument"] == "gauge":
+        return stems
     return {f"{stem}_{suffix}" for stem in stems for suffix in ("sum", "count", "bucket")}
 
 
@@ -429,6 +442,19 @@ def test_dashboard_queries_name_the_packages_metrics_and_their_attributes() -> N
             for group in re.findall(r"by \(([^)]*)\)", query):
                 for label in (g.strip() for g in group.split(",")):
                     assert label == "le" or label in labels, f"{label!r} is no attribute of {sorted(matching)}"
-    assert {"llm_audit.cost", "gen_ai.client.token.usage", "gen_ai.client.operation.duration"} <= covered
+    assert {
+        "llm_audit.cost",
+        "llm_audit.budget.utilization",
+        "gen_ai.client.token.usage",
+        "gen_ai.client.operation.duration",
+    } <= covered
     (traceql,) = [t["query"] for p in dashboard["panels"] for t in p["targets"] if "query" in t]
     assert traceql.startswith(f"{{ span.{semconv.LLM_AUDIT_AUDIT_RECORD} = true }}")
+    # Attributes asked for in the scope they live in: the policy fields are event attributes.
+    events = {ref["ref"] for g in _load(ROOT / "semconv" / "events.yaml")["groups"] for ref in g["attributes"]}
+    for scope, key in re.findall(r"\b(span|event)\.([a-z_.]+[a-z])", traceql):
+        if scope == "event":
+            assert key in events, key
+        else:
+            assert key in _semconv_keys() and not key.startswith("llm_audit.policy."), key
+    assert "event.llm_audit.policy.category" in traceql

@@ -150,3 +150,26 @@ def test_the_siems_routed_copy_verifies_as_a_partial_copy(received: OtlpReceiver
     absent = sum(stream.absent for stream in result.streams)
     assert absent == len(received.spans) - len(routed) > 0
     assert verify(str(siem_copy), key=key).findings  # the same copy, read as a whole chain, has gaps
+
+
+def test_the_collectors_blocked_values_match_nothing_the_sdk_sends(received: OtlpReceiver) -> None:
+    """The SDK masked already: the collector's patterns must not find (and change) sealed values."""
+    import re2
+
+    with (ROOT / "collector-config" / "gateway.yaml").open(encoding="utf-8") as handle:
+        patterns = [re2.compile(p) for p in yaml.safe_load(handle)["processors"]["redaction"]["blocked_values"]]
+    values: list[str] = []
+    for span in received.spans:
+        values.extend(v for v in span.attributes.values() if isinstance(v, str))
+        values.extend(
+            any_value(attr.value)
+            for event in span.span.events
+            for attr in event.attributes
+            if attr.value.HasField("string_value")
+        )
+    for _resource, _scope, record in received.log_records:
+        values.extend(any_value(a.value) for a in record.attributes if a.value.HasField("string_value"))
+        values.append(record.body.string_value)
+    assert len(values) > 200
+    matched = sorted({v[:80] for v in values for p in patterns if p.search(v)})
+    assert matched == []

@@ -39,6 +39,7 @@ from otel_llm_audit.cli.tree import render_traces
 from otel_llm_audit.config import Settings
 from otel_llm_audit.delivery.otlp_json import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter
 from otel_llm_audit.demo.fake_server import FakeModelServer
+from otel_llm_audit.processing.budget_config import Budget, PolicyConfig
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
@@ -54,6 +55,11 @@ def demo_store_for(output: str) -> tuple[str, str]:
     """The demo's audit store and seal key, beside its OTLP JSON file."""
     directory = os.path.dirname(output) or "."
     return os.path.join(directory, "demo-audit.db"), os.path.join(directory, "demo-seal.key")
+
+
+#: The demo's budget: a tiny daily limit for the clinical team, so that its thresholds fire
+#: during the demo (50 % at the second chat call, 80 % and 100 % at the Anthropic call).
+DEMO_BUDGET = Budget(name="clinical-ai-daily", scope={"team": "clinical-ai"}, period="day", limit_usd=0.00005)
 
 
 def demo_logs_for(output: str) -> str:
@@ -75,7 +81,8 @@ def run_demo(output: str, content: str, console: Console) -> int:
     store, key = demo_store_for(output)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     logs = demo_logs_for(output)
-    for stale in (output, logs, store, store + "-wal", store + "-shm"):
+    ledger = os.path.join(os.path.dirname(output) or ".", "demo-budgets.db")
+    for stale in (output, logs, store, store + "-wal", store + "-shm", ledger, ledger + "-wal", ledger + "-shm"):
         if os.path.exists(stale):
             os.remove(stale)
     if not os.path.exists(key):  # a demo secret: in production the key lives outside the application's reach
@@ -98,6 +105,8 @@ def run_demo(output: str, content: str, console: Console) -> int:
         content=content,
         store=store,
         seal_key_file=key,
+        policy=PolicyConfig(budgets=(DEMO_BUDGET,)),
+        budget_ledger=ledger,
     )
     tracer = pipeline.tracer_provider.get_tracer("discharge_assistant")
     with FakeModelServer() as server:

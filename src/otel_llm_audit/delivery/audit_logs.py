@@ -49,6 +49,7 @@ _WARN_ACTIONS = frozenset(
     {
         semconv.LlmAuditPolicyActionValues.BLOCKED,
         semconv.LlmAuditPolicyActionValues.FLAGGED,
+        semconv.LlmAuditPolicyActionValues.REDACTED,
         semconv.LlmAuditPolicyActionValues.REFUSED,
         semconv.LlmAuditPolicyActionValues.OVERRIDDEN,
         semconv.LlmAuditPolicyActionValues.ESCALATED,

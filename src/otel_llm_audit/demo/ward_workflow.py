@@ -148,10 +148,35 @@ def build_ward_workflow(client: Any, checkpointer: Any) -> Any:
     pharmacy.add_edge("propose", END)
 
     def needs_review(state: WardState) -> str:
-        return "review" if state.get("proposal") else "reply"
+        if not state.get("proposal"):
+            return "reply"
+        # A medication change is not the assistant's to make: it goes to the physician on call.
+        otel_llm_audit.record_policy_event(
+            "escalation",
+            "escalated",
+            source="ward_assistant",
+            name="medication-change-needs-physician",
+            details={"to": "physician-on-call", "reason": "a change of medication needs a physician's sign-off"},
+            actor="ward_assistant",  # the workflow's rule decided, not the nurse whose request it is
+        )
+        return "review"
 
     def review(state: WardState) -> WardState:
         decision = interrupt({"question": "Approve the pharmacist's proposal?", "proposal": state["proposal"]})
+        if decision.get("override"):
+            # The physician approves with a change of their own: an override of the automated
+            # proposal, by the physician of the resuming request (the actor of the audit context).
+            otel_llm_audit.record_policy_event(
+                "override",
+                "overridden",
+                source="ward_assistant",
+                name="pharmacist-proposal",
+                details={
+                    "overridden": "paracetamol 1 g up to four times a day",
+                    "replaced_by": decision["override"],
+                    "reason": decision.get("note", ""),
+                },
+            )
         return {"physician_decision": decision}
 
     def reply(state: WardState) -> WardState:
@@ -182,7 +207,11 @@ def resume_with_review(graph: Any, *, approve: bool = True) -> Any:
     """The physician's request, later: their decision resumes the paused workflow."""
     from langgraph.types import Command
 
-    decision = {"action": "approve" if approve else "reject", "note": "paracetamol is fine"}
+    decision = {
+        "action": "approve" if approve else "reject",
+        "note": "paracetamol is fine, at a lower dose: the patient weighs 48 kg",
+        "override": "paracetamol 500 mg up to four times a day",
+    }
     with otel_llm_audit.audit_context(user_id="dr-4711", actor_type="human", auth_method="sso_saml"):
         return graph.invoke(Command(resume=decision), {"configurable": {"thread_id": THREAD_ID}})
 

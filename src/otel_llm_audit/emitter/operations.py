@@ -295,6 +295,8 @@ def policy_event_attributes(event: PolicyEvent) -> dict[str, AttributeValue]:
     _put(attrs, semconv.LLM_AUDIT_POLICY_NAME, event.name)
     if event.details:
         attrs[semconv.LLM_AUDIT_POLICY_DETAILS] = json.dumps(dict(event.details), sort_keys=True, default=str)
+    if event.attributes:
+        attrs.update(event.attributes)
     return attrs
 
 

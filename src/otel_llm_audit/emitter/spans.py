@@ -27,7 +27,7 @@ from otel_llm_audit import _guard, semconv
 from otel_llm_audit._version import __version__
 from otel_llm_audit.config import Settings, effective_settings, get_settings
 from otel_llm_audit.context import AuditIdentity, current_identity
-from otel_llm_audit.emitter import handoff, parents
+from otel_llm_audit.emitter import gate, handoff, parents
 from otel_llm_audit.emitter.attributes import (
     SpanContent,
     error_info,
@@ -116,19 +116,61 @@ class Emitter:
         """The tracer of this emitter's instrumentation scope (for spans of an integration's own)."""
         return self._tracer
 
-    def start_llm_call(self, record: LLMCall, *, context: otel_context.Context | None = None) -> LLMCallSpan | None:
+    def start_llm_call(
+        self, record: LLMCall, *, context: otel_context.Context | None = None, enforce: bool = False
+    ) -> LLMCallSpan | None:
         """Start the span of a call; ``None`` when nothing records it (sampled out, no SDK).
 
         ``context`` is the parent, for a framework that reports a model call it ran itself (a
         LangChain chat model no provider instrumentor saw); by default the framework resolvers
         and then the current context decide (:mod:`otel_llm_audit.emitter.parents`).
+        ``enforce`` (the provider instrumentors, which run before the request is sent): ask the
+        budget gate first, and raise :class:`~otel_llm_audit.errors.BudgetExceededError` after
+        recording the blocked call, instead of returning, when a budget that enforces is exhausted.
         """
         # Identity goes on at completion: the sampling-relevant attributes alone are set at start.
         identity = current_identity()
-        attrs = start_attributes(record)
-        name = span_name(record.operation, record.request_model)
         if context is None:
             context = parents.parent_context(llm_call=True)
+        if enforce:
+            gate_in_force = gate.current()
+            if gate_in_force is not None:
+                self._ask_gate(gate_in_force, record, identity, context)
+        return self._start_llm_call(record, identity, context)
+
+    def _ask_gate(
+        self,
+        gate_in_force: gate.CallGate,
+        record: LLMCall,
+        identity: AuditIdentity | None,
+        context: otel_context.Context | None,
+    ) -> None:
+        """Raise the gate's refusal, once the blocked call is recorded as an error span."""
+        attributes = identity.attributes if identity is not None else {}
+        values = {
+            "tenant": attributes.get(semconv.LLM_AUDIT_TENANT_ID),
+            "team": attributes.get(semconv.LLM_AUDIT_TEAM),
+            "application": attributes.get(semconv.LLM_AUDIT_APPLICATION),
+            "user": attributes.get(semconv.USER_ID),
+            "model": record.request_model,
+        }
+        parent = trace.get_current_span(context).get_span_context()
+        trace_id = parent.trace_id if parent.is_valid else None
+        session = identity.session_id if identity is not None else None
+        refusal = gate_in_force.check(values, session, trace_id)
+        if refusal is None:
+            return
+        record.policy_events.append(gate_in_force.blocked_event(refusal))
+        call = self._start_llm_call(record, identity, context)
+        if call is not None:
+            call.end(refusal)
+        raise refusal
+
+    def _start_llm_call(
+        self, record: LLMCall, identity: AuditIdentity | None, context: otel_context.Context | None
+    ) -> LLMCallSpan | None:
+        attrs = start_attributes(record)
+        name = span_name(record.operation, record.request_model)
         tracer = self._tracer
         if isinstance(tracer, SdkTracer):
             pipeline = handoff.pipeline_for(tracer.span_processor)

@@ -31,6 +31,7 @@ from wrapt import wrap_function_wrapper
 
 from otel_llm_audit import _guard
 from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
+from otel_llm_audit.errors import BudgetExceededError
 from otel_llm_audit.instrumentation._proxy import ObjectProxy
 from otel_llm_audit.instrumentation.streams import AsyncStreamProxy, SyncStreamProxy
 
@@ -85,6 +86,8 @@ class RequestWrapper:
                 return None
             options = args[1] if len(args) > 1 else kwargs.get("options")
             return self.adapter.start(emitter, instance, options, bool(kwargs.get("stream")))
+        except BudgetExceededError:
+            raise  # a budget that enforces refused the call: the application is told, on purpose
         except Exception as err:
             _guard.report_internal_error(f"{self.adapter.name}.start", err)
             return None

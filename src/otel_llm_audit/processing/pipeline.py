@@ -40,6 +40,7 @@ from otel_llm_audit.processing.span_copy import replace_span
 
 if TYPE_CHECKING:
     from otel_llm_audit.processing.masking_stage import MaskingStage
+    from otel_llm_audit.processing.policy_stage import PolicyStage
 
 logger = logging.getLogger("otel_llm_audit")
 
@@ -80,9 +81,12 @@ class AuditSpanProcessor(SpanProcessor):
         queue_full: str = "drop",
         queue_block_ms: int = 50,
         route_all: bool = False,
+        policy: PolicyStage | None = None,
     ) -> None:
         self._downstream = tuple(downstream)
         self._masking = masking
+        #: Budgets and anomaly rules: they see each completed span before masking.
+        self._policy = policy
         # Every span through the worker, not only ours: with a masking stage (it masks them all),
         # and in front of the audit store (whose queue may make its caller wait for room: the
         # worker, never the application's thread).
@@ -140,11 +144,15 @@ class AuditSpanProcessor(SpanProcessor):
             self._forward(span)
             return
         if self._shutdown:
-            self._forward(self._withheld(self._complete(span, pending, content_allowed=False), _UNAVAILABLE))
+            self._forward(
+                self._withheld(self._police_one(self._complete(span, pending, content_allowed=False)), _UNAVAILABLE)
+            )
             return
         if not self._enqueue((span, pending)):
             self._note_dropped_content()
-            self._forward(self._withheld(self._complete(span, pending, content_allowed=False), _QUEUE_FULL))
+            self._forward(
+                self._withheld(self._police_one(self._complete(span, pending, content_allowed=False)), _QUEUE_FULL)
+            )
 
     def submit(self, deferred: DeferredSpan) -> None:
         """The fast path's end of call: queue a span to build, complete and publish off-thread."""
@@ -217,6 +225,8 @@ class AuditSpanProcessor(SpanProcessor):
         self._drain_here()  # a call that slipped in behind the stop marker is not lost
         if self._masking is not None:
             self._masking.shutdown()
+        if self._policy is not None:
+            self._policy.shutdown()
         for processor in self._downstream:
             processor.shutdown()
 
@@ -277,8 +287,16 @@ class AuditSpanProcessor(SpanProcessor):
             self._complete(span, pending, content_allowed=True)
             for span, pending in (item for item in batch if not isinstance(item, DeferredSpan))
         ]
-        for span in self._mask(completed):
+        for span in self._mask(self._police(completed)):
             self._forward(span)
+
+    def _police(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
+        """Budget and anomaly events onto the completed spans (the rules guard themselves)."""
+        policy = self._policy
+        return spans if policy is None else policy.apply(spans)
+
+    def _police_one(self, span: ReadableSpan) -> ReadableSpan:
+        return self._police([span])[0]
 
     def _mask(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
         masking = self._masking
@@ -327,6 +345,7 @@ class AuditSpanProcessor(SpanProcessor):
                 publishers.append(deferred)
             except Exception as err:
                 _guard.report_internal_error("pipeline.build", err)
+        built = self._police(built)
         finished = self._mask(built) if failure is None else [self._withheld(span, failure) for span in built]
         local = self._local
         for deferred, span in zip(publishers, finished, strict=True):

@@ -148,6 +148,11 @@ class SpanRedactor:
             events = list(events if events is not None else span.events)
             events.append(self._pii_event(outcome.sent, span.end_time))
             new_attrs[semconv.LLM_AUDIT_AUDIT_RECORD] = True
+        if outcome.failure is not None and outcome.touched:
+            # Content withheld because masking could not run: an audit fact the SIEM must see.
+            events = list(events if events is not None else span.events)
+            events.append(self._withheld_event(outcome.failure, span.end_time))
+            new_attrs[semconv.LLM_AUDIT_AUDIT_RECORD] = True
         return replace_span(span, attributes=new_attrs, events=events, status=status)
 
     def _annotate(self, attrs: dict[str, Any], outcome: _Outcome) -> None:
@@ -168,6 +173,20 @@ class SpanRedactor:
             {
                 semconv.LLM_AUDIT_POLICY_CATEGORY: _PII_CATEGORY,
                 semconv.LLM_AUDIT_POLICY_ACTION: semconv.LlmAuditPolicyActionValues.MASKED,
+                semconv.LLM_AUDIT_POLICY_SOURCE: _PII_POLICY_SOURCE,
+                semconv.LLM_AUDIT_POLICY_NAME: _PII_POLICY_NAME,
+                semconv.LLM_AUDIT_POLICY_DETAILS: json.dumps(details, sort_keys=True, separators=(",", ":")),
+            },
+            when,
+        )
+
+    def _withheld_event(self, failure: str, when: int | None) -> Event:
+        details = {"failure": failure, "content": "withheld", "policy_version": self.policy_version}
+        return Event(
+            semconv.EVENT_LLM_AUDIT_POLICY,
+            {
+                semconv.LLM_AUDIT_POLICY_CATEGORY: _PII_CATEGORY,
+                semconv.LLM_AUDIT_POLICY_ACTION: semconv.LlmAuditPolicyActionValues.REDACTED,
                 semconv.LLM_AUDIT_POLICY_SOURCE: _PII_POLICY_SOURCE,
                 semconv.LLM_AUDIT_POLICY_NAME: _PII_POLICY_NAME,
                 semconv.LLM_AUDIT_POLICY_DETAILS: json.dumps(details, sort_keys=True, separators=(",", ":")),

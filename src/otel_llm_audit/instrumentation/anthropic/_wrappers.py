@@ -75,7 +75,7 @@ class AnthropicAdapter:
             stream=stream or body.get("stream") is True,
         )
         record.resolver = lambda rec: _capture.resolve_messages(rec, state)
-        call = emitter.start_llm_call(record)
+        call = emitter.start_llm_call(record, enforce=True)
         if call is not None:
             call.state = state
             _observe_post_parser(options, state)

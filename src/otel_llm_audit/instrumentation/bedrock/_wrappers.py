@@ -31,6 +31,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from otel_llm_audit import _guard
 from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
+from otel_llm_audit.errors import BudgetExceededError
 from otel_llm_audit.instrumentation.bedrock import _capture
 from otel_llm_audit.instrumentation.call_scope import CallScope
 from otel_llm_audit.instrumentation.streams import IterableStreamProxy
@@ -130,7 +131,7 @@ def _start(emitter: Emitter, client: Any, args: tuple[Any, ...], kwargs: dict[st
     )
     record.guardrail_id = guardrail_id if isinstance(guardrail_id, str) else None
     record.resolver = lambda rec: resolver(rec, state)
-    call = emitter.start_llm_call(record)
+    call = emitter.start_llm_call(record, enforce=True)
     if call is not None:
         call.state = state
     return call
@@ -183,6 +184,8 @@ def make_wrapper() -> Callable[..., Any]:
             return wrapped(*args, **kwargs)
         try:
             call = _start(emitter, instance, args, kwargs)
+        except BudgetExceededError:
+            raise  # a budget that enforces refused the call: the application is told, on purpose
         except Exception as err:
             _guard.report_internal_error("bedrock.start", err)
             call = None

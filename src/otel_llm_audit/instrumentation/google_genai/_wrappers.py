@@ -34,6 +34,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from otel_llm_audit import _guard
 from otel_llm_audit.emitter.spans import Emitter, LLMCallSpan
+from otel_llm_audit.errors import BudgetExceededError
 from otel_llm_audit.instrumentation.call_scope import CallScope
 from otel_llm_audit.instrumentation.google_genai import _capture
 from otel_llm_audit.instrumentation.readers import host_and_port
@@ -135,7 +136,7 @@ def _start(
     )
     state = _capture.GoogleCallState(method, body)
     record.resolver = lambda rec: _capture.resolve(rec, state)
-    call = emitter.start_llm_call(record)
+    call = emitter.start_llm_call(record, enforce=True)
     if call is not None:
         call.state = state
     return call
@@ -183,6 +184,8 @@ def _begin(
         return None, args, kwargs
     try:
         call = _start(emitter, instance, path, args, kwargs)
+    except BudgetExceededError:
+        raise  # a budget that enforces refused the call: the application is told, on purpose
     except Exception as err:
         _guard.report_internal_error("google_genai.start", err)
         return None, args, kwargs

@@ -79,7 +79,7 @@ def _start(
         record.response_id = path.rsplit("/", 1)[-1]
     resolver = endpoint.resolver
     record.resolver = lambda rec: resolver(rec, state)
-    call = emitter.start_llm_call(record)
+    call = emitter.start_llm_call(record, enforce=True)
     if call is not None:
         call.state = state
     return call

@@ -1,0 +1,157 @@
+"""Spend per budget, scope and period, added up by every process on one machine.
+
+Why SQLite (a file of its own, ``llm-audit/budgets.db`` by default): it ships with Python, its
+``BEGIN IMMEDIATE`` transactions serialise writers across processes without a server, and WAL
+mode lets readers go on meanwhile. One transaction per charged batch adds the amounts and
+records which thresholds fired, with a primary key on (budget, scope, period, threshold): so a
+threshold fires exactly once per period however many threads and processes cross it at the same
+moment. It is not the audit store's file, because budgets apply with the store turned off, and
+the store's writer should not wait on budget charges nor budget charges on it.
+
+Fleets (several machines) each add up their own spend here; a fleet-wide view is the
+``llm_audit.cost`` metric summed in the metrics backend (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+#: Ledger values that keep the spend in this process's memory only.
+IN_MEMORY = ("off", "memory", ":memory:")
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS spend (
+        budget TEXT NOT NULL, scope TEXT NOT NULL, period TEXT NOT NULL,
+        amount REAL NOT NULL, updated_ns INTEGER NOT NULL,
+        PRIMARY KEY (budget, scope, period))""",
+    """CREATE TABLE IF NOT EXISTS fired (
+        budget TEXT NOT NULL, scope TEXT NOT NULL, period TEXT NOT NULL, threshold REAL NOT NULL,
+        fired_ns INTEGER NOT NULL, pid INTEGER NOT NULL,
+        PRIMARY KEY (budget, scope, period, threshold))""",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """An amount to add to one budget's scope in one period, with the amounts of its thresholds."""
+
+    budget: str
+    scope: str
+    period: str
+    amount: float
+    #: (fraction, absolute amount) pairs, in ascending order.
+    thresholds: Sequence[tuple[float, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Charged:
+    """The total after a charge, and the thresholds this charge was the first to cross."""
+
+    charge: Charge
+    total: float
+    crossed: tuple[float, ...]
+
+
+class BudgetLedger:
+    """The shared ledger. One connection per process (reopened after ``fork``), used under a lock."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._memory = path.strip().lower() in IN_MEMORY
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._connection: sqlite3.Connection | None = None
+        self._connect()  # a path that cannot be opened is a start-up error
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is not None and self._pid == os.getpid():
+            return self._connection
+        target = ":memory:" if self._memory else self.path
+        if not self._memory:
+            parent = os.path.dirname(os.path.abspath(target))
+            os.makedirs(parent, exist_ok=True)
+        connection = sqlite3.connect(target, timeout=30.0, isolation_level=None, check_same_thread=False)
+        if not self._memory:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+        for statement in _SCHEMA:
+            connection.execute(statement)
+        self._connection = connection
+        self._pid = os.getpid()
+        return connection
+
+    def charge(self, charges: Iterable[Charge]) -> list[Charged]:
+        """Add every charge in one transaction; say which thresholds each crossed first."""
+        charges = list(charges)
+        if not charges:
+            return []
+        now = time.time_ns()
+        pid = os.getpid()
+        out: list[Charged] = []
+        with self._lock:
+            connection = self._connect()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for charge in charges:
+                    connection.execute(
+                        "INSERT INTO spend (budget, scope, period, amount, updated_ns) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (budget, scope, period) DO UPDATE SET amount = amount + excluded.amount, "
+                        "updated_ns = excluded.updated_ns",
+                        (charge.budget, charge.scope, charge.period, charge.amount, now),
+                    )
+                    (total,) = connection.execute(
+                        "SELECT amount FROM spend WHERE budget = ? AND scope = ? AND period = ?",
+                        (charge.budget, charge.scope, charge.period),
+                    ).fetchone()
+                    crossed = []
+                    for fraction, amount in charge.thresholds:
+                        if total + 1e-9 < amount:
+                            break
+                        cursor = connection.execute(
+                            "INSERT OR IGNORE INTO fired (budget, scope, period, threshold, fired_ns, pid) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (charge.budget, charge.scope, charge.period, fraction, now, pid),
+                        )
+                        if cursor.rowcount == 1:
+                            crossed.append(fraction)
+                    out.append(Charged(charge, float(total), tuple(crossed)))
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        return out
+
+    def totals(self, budget: str, period: str) -> dict[str, float]:
+        """Scope -> spend of one budget in one period (every process's)."""
+        with self._lock:
+            rows = (
+                self._connect()
+                .execute("SELECT scope, amount FROM spend WHERE budget = ? AND period = ?", (budget, period))
+                .fetchall()
+            )
+        return {scope: float(amount) for scope, amount in rows}
+
+    def forget_before(self, updated_ns: int) -> int:
+        """Drop spend and fired rows not touched since ``updated_ns`` (old periods); returns rows removed."""
+        with self._lock:
+            connection = self._connect()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                removed = connection.execute("DELETE FROM spend WHERE updated_ns < ?", (updated_ns,)).rowcount
+                removed += connection.execute("DELETE FROM fired WHERE fired_ns < ?", (updated_ns,)).rowcount
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        return removed
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None

@@ -1,0 +1,317 @@
+"""Budgets: spend counted per scope and period, threshold events, and optional blocking.
+
+Counting happens on the completion worker, from the cost and tokens the completed span already
+carries (:class:`BudgetRule`, a rule of the policy stage): the span that takes a scope past a
+threshold gets the ``llm_audit.policy`` event (category ``budget``), once per threshold per
+period across every process sharing the ledger. Blocking happens on the application's thread,
+before the provider is called (:meth:`BudgetRule.check`): a lookup in memory, no I/O. The
+memory is updated by every charge of this process and, for budgets that block, refreshed from
+the ledger every ``refresh_s`` seconds so that other processes' spend is seen too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.trace import Event, ReadableSpan
+
+from otel_llm_audit import semconv
+from otel_llm_audit._version import __version__
+from otel_llm_audit.emitter.handoff import SCOPE_PREFIX
+from otel_llm_audit.emitter.operations import policy_event_attributes
+from otel_llm_audit.errors import BudgetExceededError
+from otel_llm_audit.processing.budget_config import EACH, SCOPE_ATTRIBUTES, Budget
+from otel_llm_audit.processing.budget_ledger import BudgetLedger, Charge, Charged
+from otel_llm_audit.records import PolicyEvent
+
+logger = logging.getLogger("otel_llm_audit")
+
+SOURCE = "otel_llm_audit.budgets"
+_CATEGORY = "budget"
+_ACTIONS = semconv.LlmAuditPolicyActionValues
+#: Scopes remembered in memory (per-run and per-user budgets have one per run or user); the
+#: ledger keeps them all, and the oldest in memory are forgotten first.
+MAX_SCOPES = 10_000
+#: Rows of old periods are dropped from the ledger after this long.
+_KEEP_NS = 40 * 24 * 3600 * 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    """The last known spend of one budget scope in one period."""
+
+    period: str
+    total: float
+
+
+def scope_values(budget: Budget, values: Mapping[str, Any]) -> dict[str, str] | None:
+    """The scope values a call is counted under for ``budget``, or ``None`` when it does not apply."""
+    out: dict[str, str] = {}
+    for dimension, wanted in budget.scope.items():
+        value = values.get(dimension)
+        if value is None or value == "":
+            return None
+        value = str(value)
+        if wanted != EACH and value != wanted:
+            return None
+        out[dimension] = value
+    return out
+
+
+def scope_key(values: Mapping[str, str]) -> str:
+    return json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+
+def period_key(period: str, when_ns: int, session_id: str | None, trace_id: int | None) -> str | None:
+    """Which period a call at ``when_ns`` belongs to (``None``: the budget does not apply)."""
+    if period == "session":
+        return session_id or None
+    if period == "run":
+        return format(trace_id, "032x") if trace_id else None
+    moment = time.gmtime(when_ns / 1e9)
+    if period == "hour":
+        return time.strftime("%Y-%m-%dT%H", moment)
+    if period == "day":
+        return time.strftime("%Y-%m-%d", moment)
+    return time.strftime("%Y-%m", moment)
+
+
+class BudgetRule:
+    """Counts spend into the ledger, emits threshold events, and answers "may this call go?"."""
+
+    name = "budgets"
+
+    def __init__(
+        self,
+        budgets: Sequence[Budget],
+        ledger: BudgetLedger,
+        *,
+        refresh_s: float = 2.0,
+        meter_provider: metrics.MeterProvider | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.budgets = tuple(budgets)
+        self.ledger = ledger
+        self._clock = clock
+        self._enforcing = tuple(b for b in self.budgets if b.enforce)
+        self._status: dict[tuple[str, str], _Status] = {}  # (budget, scope key) -> last known
+        #: Enforcing budget -> scope values (in the budget's dimension order) -> status, for the
+        #: scopes known to be exhausted: all that the check before each call has to look at.
+        self._exhausted: dict[str, dict[tuple[str, ...], _Status]] = {}
+        self._scopes: dict[str, dict[str, str]] = {}  # scope key -> values (for the gauge)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        try:
+            ledger.forget_before(time.time_ns() - _KEEP_NS)
+        except Exception:
+            logger.warning("otel-llm-audit: could not drop old periods from the budget ledger", exc_info=True)
+        self.refresh()  # a restarted process knows at once what is already exhausted
+        self._refresher: threading.Thread | None = None
+        if self._enforcing and refresh_s > 0:
+            self._refresher = threading.Thread(
+                target=self._refresh_loop, args=(refresh_s,), name="otel-llm-audit-budgets", daemon=True
+            )
+            self._refresher.start()
+        self._gauge = metrics.get_meter("otel_llm_audit", __version__, meter_provider).create_observable_gauge(
+            semconv.METRIC_LLM_AUDIT_BUDGET_UTILIZATION,
+            callbacks=[self._observe_utilization],
+            unit="1",
+            description="Spend over limit of each budget scope in its current period.",
+        )
+
+    # On the completion worker -----------------------------------------------------------
+
+    def observe(self, span: ReadableSpan) -> Sequence[Event]:
+        scope = span.instrumentation_scope
+        if scope is None or not scope.name.startswith(SCOPE_PREFIX):
+            return ()
+        attrs = span.attributes or {}
+        cost = attrs.get(semconv.LLM_AUDIT_COST_USD)
+        tokens = _tokens(attrs)
+        if cost is None and tokens is None:
+            return ()
+        values = {dimension: attrs.get(key) for dimension, key in SCOPE_ATTRIBUTES.items()}
+        when = span.end_time or time.time_ns()
+        context = span.get_span_context()
+        trace_id = context.trace_id if context is not None else None
+        charges: list[tuple[Budget, dict[str, str], Charge]] = []
+        for budget in self.budgets:
+            amount = cost if budget.unit == "usd" else tokens
+            if not isinstance(amount, (int, float)) or isinstance(amount, bool) or amount <= 0:
+                continue
+            scoped = scope_values(budget, values)
+            if scoped is None:
+                continue
+            period = period_key(budget.period, when, _str(attrs.get(semconv.SESSION_ID)), trace_id)
+            if period is None:
+                continue
+            thresholds = [(t, t * budget.limit) for t in budget.thresholds]
+            charges.append((budget, scoped, Charge(budget.name, scope_key(scoped), period, float(amount), thresholds)))
+        if not charges:
+            return ()
+        results = self.ledger.charge(c for _, _, c in charges)
+        events: list[Event] = []
+        with self._lock:
+            for (budget, scoped, _), charged in zip(charges, results, strict=True):
+                self._remember(budget, scoped, charged)
+        for (budget, scoped, _), charged in zip(charges, results, strict=True):
+            for threshold in charged.crossed:
+                events.append(self._threshold_event(budget, scoped, charged, threshold, when))
+        return events
+
+    def _remember(self, budget: Budget, scoped: Mapping[str, str], charged: Charged) -> None:
+        key = charged.charge.scope
+        self._scopes[key] = dict(scoped)
+        status = _Status(charged.charge.period, charged.total)
+        self._status.pop((budget.name, key), None)  # re-inserted last: the oldest go first
+        self._status[(budget.name, key)] = status
+        while len(self._status) > MAX_SCOPES:
+            del self._status[next(iter(self._status))]
+        self._note_exhausted(budget, scoped, status)
+
+    def _note_exhausted(self, budget: Budget, scoped: Mapping[str, str], status: _Status) -> None:
+        if budget.enforce and status.total + 1e-9 >= budget.limit:
+            # A new dict each time: the application's threads read it without the lock.
+            exhausted = dict(self._exhausted)
+            scopes = dict(exhausted.get(budget.name, {}))
+            scopes[tuple(scoped[d] for d in budget.scope)] = status
+            while len(scopes) > MAX_SCOPES:
+                del scopes[next(iter(scopes))]
+            exhausted[budget.name] = scopes
+            self._exhausted = exhausted
+
+    def _threshold_event(
+        self, budget: Budget, scoped: Mapping[str, str], charged: Charged, threshold: float, when: int
+    ) -> Event:
+        attributes = budget_attributes(budget, scoped, charged.charge.period, charged.total)
+        attributes[semconv.LLM_AUDIT_BUDGET_THRESHOLD] = threshold
+        event = PolicyEvent(
+            category=_CATEGORY, action=_ACTIONS.FLAGGED, source=SOURCE, name=budget.name, attributes=attributes
+        )
+        return Event(semconv.EVENT_LLM_AUDIT_POLICY, policy_event_attributes(event), when)
+
+    # On the application's thread --------------------------------------------------------
+
+    def check(
+        self, values: Mapping[str, Any], session_id: str | None, trace_id: int | None
+    ) -> BudgetExceededError | None:
+        """The reason to block a call with these scope ``values`` now, or ``None`` to let it go.
+
+        Dictionary lookups only: it runs before every call while budgets enforce.
+        """
+        exhausted = self._exhausted
+        if not exhausted:
+            return None  # the usual case: one attribute read
+        for budget in self._enforcing:
+            scopes = exhausted.get(budget.name)
+            if not scopes:
+                continue
+            scoped = scope_values(budget, values)
+            if scoped is None:
+                continue
+            known = scopes.get(tuple(scoped.values()))
+            if known is None:
+                continue
+            now = int(self._clock() * 1e9)
+            if known.period != period_key(budget.period, now, session_id, trace_id):
+                continue  # a new period has begun
+            return BudgetExceededError(budget.name, scoped, known.period, known.total, budget.limit, budget.unit)
+        return None
+
+    def blocked_event(self, error: BudgetExceededError) -> PolicyEvent:
+        """The policy event of a blocked call (it rides the call's error span)."""
+        budget = next(b for b in self.budgets if b.name == error.budget)
+        attributes = budget_attributes(budget, error.scope, error.period, error.spend)
+        attributes[semconv.LLM_AUDIT_BUDGET_THRESHOLD] = 1.0
+        return PolicyEvent(
+            category=_CATEGORY, action=_ACTIONS.BLOCKED, source=SOURCE, name=error.budget, attributes=attributes
+        )
+
+    # The ledger, refreshed ---------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the current period's totals of every enforcing budget (other processes' spend too)."""
+        now = time.time_ns()
+        for budget in self._enforcing:
+            if budget.period in ("session", "run"):
+                continue  # keyed by ids this process learns from its own calls
+            period = period_key(budget.period, now, None, None)
+            assert period is not None
+            try:
+                totals = self.ledger.totals(budget.name, period)
+            except Exception:
+                logger.warning("otel-llm-audit: could not read the budget ledger", exc_info=True)
+                return
+            with self._lock:
+                for key, total in totals.items():
+                    previous = self._status.get((budget.name, key))
+                    if previous is None or previous.period != period or previous.total < total:
+                        status = _Status(period, total)
+                        self._status[(budget.name, key)] = status
+                        scoped = self._scopes.setdefault(key, json.loads(key))
+                        self._note_exhausted(budget, scoped, status)
+
+    def _refresh_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.refresh()
+
+    def _observe_utilization(self, options: CallbackOptions) -> list[Observation]:
+        with self._lock:
+            items = list(self._status.items())
+        by_name = {b.name: b for b in self.budgets}
+        out = []
+        for (name, key), known in items:
+            budget = by_name.get(name)
+            if budget is None:
+                continue
+            attrs = {
+                semconv.LLM_AUDIT_BUDGET_NAME: name,
+                semconv.LLM_AUDIT_BUDGET_SCOPE: key,
+                semconv.LLM_AUDIT_BUDGET_PERIOD: budget.period,
+                semconv.LLM_AUDIT_BUDGET_UNIT: budget.unit,
+            }
+            out.append(Observation(known.total / budget.limit, attrs))
+        return out
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join(timeout=5)
+        self.ledger.close()
+
+
+def budget_attributes(budget: Budget, scoped: Mapping[str, str], period: str, total: float) -> dict[str, Any]:
+    """The budget attributes of a policy event."""
+    return {
+        semconv.LLM_AUDIT_BUDGET_NAME: budget.name,
+        semconv.LLM_AUDIT_BUDGET_SCOPE: scope_key(scoped),
+        semconv.LLM_AUDIT_BUDGET_PERIOD: budget.period,
+        semconv.LLM_AUDIT_BUDGET_PERIOD_KEY: period,
+        semconv.LLM_AUDIT_BUDGET_UNIT: budget.unit,
+        semconv.LLM_AUDIT_BUDGET_LIMIT: budget.limit,
+        semconv.LLM_AUDIT_BUDGET_SPEND: round(total, 9),
+        semconv.LLM_AUDIT_BUDGET_ENFORCED: budget.enforce,
+    }
+
+
+def _tokens(attrs: Mapping[str, Any]) -> int | None:
+    total = 0
+    seen = False
+    for key in (semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_USAGE_OUTPUT_TOKENS):
+        value = attrs.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            total += value
+            seen = True
+    return total if seen else None
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)

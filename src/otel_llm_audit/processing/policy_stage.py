@@ -1,0 +1,62 @@
+"""Rules that watch completed spans and add policy events to them: budgets, anomalies.
+
+They run on the completion worker, once a span is complete (its cost, tokens and identity are
+on it) and before masking. So an event lands on the very span that crossed a threshold or
+broke a rule, is masked and sealed with it, and becomes an audit log record like every policy
+event. Nothing here runs on the application's thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+
+from otel_llm_audit import _guard, semconv
+from otel_llm_audit.processing.span_copy import replace_span
+
+
+class SpanRule(Protocol):
+    """Looks at each completed span, in the order spans end, and says which events it adds."""
+
+    #: Reported to ``_guard`` when the rule raises (``budgets``, ``anomalies``).
+    name: str
+
+    def observe(self, span: ReadableSpan) -> Sequence[Event]:
+        """Events to add to ``span`` (usually none)."""
+
+    def shutdown(self) -> None:
+        """Release what the rule holds (files, threads)."""
+
+
+class PolicyStage:
+    """Runs every rule over a batch of completed spans; a span that gets events is copied."""
+
+    def __init__(self, rules: Sequence[SpanRule]) -> None:
+        self.rules = tuple(rules)
+
+    def apply(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
+        if not self.rules:
+            return spans
+        return [self._apply_one(span) for span in spans]
+
+    def _apply_one(self, span: ReadableSpan) -> ReadableSpan:
+        added: list[Event] = []
+        for rule in self.rules:
+            try:
+                added.extend(rule.observe(span))
+            except Exception as err:  # a broken rule never costs the span
+                _guard.report_internal_error(f"{rule.name}.observe", err)
+        if not added:
+            return span
+        attributes = dict(span.attributes or {})
+        attributes[semconv.LLM_AUDIT_AUDIT_RECORD] = True  # the collector routes it to the SIEM
+        return replace_span(span, attributes=attributes, events=[*span.events, *added])
+
+    def shutdown(self) -> None:
+        for rule in self.rules:
+            try:
+                rule.shutdown()
+            except Exception as err:
+                _guard.report_internal_error(f"{rule.name}.shutdown", err)
