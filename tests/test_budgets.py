@@ -422,3 +422,20 @@ def test_the_gate_is_removed_when_the_pipeline_shuts_down(tmp_path: Path) -> Non
         pipeline.shutdown()
         set_settings(None)
     assert gate.current() is None
+
+
+def test_a_batch_is_charged_in_one_transaction_and_each_event_lands_on_its_own_span(ledger: BudgetLedger) -> None:
+    budget = Budget(name="daily", period="day", limit_usd=1.0)
+    rule = BudgetRule([budget], ledger, refresh_s=0)
+    spans = [
+        _span(cost=0.3),
+        _span(cost=5.0, trace_id=2, **{semconv.LLM_AUDIT_TEAM: "x"}),
+        _span(cost=0.3),
+        _span(cost=0.3),
+    ]
+    per_span = [
+        [e[semconv.LLM_AUDIT_BUDGET_THRESHOLD] for e in _policy(list(events))] for events in rule.observe_batch(spans)
+    ]
+    # 0.3, 5.3 (50 %, 80 % and 100 % at once), 5.6, 5.9: the second span crossed them all
+    assert per_span == [[], [0.5, 0.8, 1.0], [], []]
+    rule.shutdown()

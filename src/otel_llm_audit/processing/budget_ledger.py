@@ -23,6 +23,10 @@ from dataclasses import dataclass
 
 #: Ledger values that keep the spend in this process's memory only.
 IN_MEMORY = ("off", "memory", ":memory:")
+#: ``RETURNING`` (SQLite 3.35+) adds and reads back in one statement.
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+#: Thresholds this process remembers having claimed (an optimisation; the table decides).
+_MAX_CLAIMS = 100_000
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS spend (
@@ -66,6 +70,7 @@ class BudgetLedger:
         self._lock = threading.Lock()
         self._pid = -1
         self._connection: sqlite3.Connection | None = None
+        self._claimed: set[tuple[str, str, str, float]] = set()
         self._connect()  # a path that cannot be opened is a start-up error
 
     def _connect(self) -> sqlite3.Connection:
@@ -86,45 +91,79 @@ class BudgetLedger:
         return connection
 
     def charge(self, charges: Iterable[Charge]) -> list[Charged]:
-        """Add every charge in one transaction; say which thresholds each crossed first."""
+        """Add every charge in one transaction; say which thresholds each crossed first.
+
+        Charges to the same budget, scope and period are added with one statement; walking their
+        amounts in order then says which of them crossed each threshold. A threshold is claimed
+        with an ``INSERT OR IGNORE`` on its primary key, so only one charge, in one process, ever
+        crosses it; this process tries each threshold of a period once.
+        """
         charges = list(charges)
         if not charges:
             return []
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for index, charge in enumerate(charges):
+            groups.setdefault((charge.budget, charge.scope, charge.period), []).append(index)
         now = time.time_ns()
         pid = os.getpid()
-        out: list[Charged] = []
+        out: list[Charged | None] = [None] * len(charges)
         with self._lock:
             connection = self._connect()
             connection.execute("BEGIN IMMEDIATE")
             try:
-                for charge in charges:
-                    connection.execute(
-                        "INSERT INTO spend (budget, scope, period, amount, updated_ns) VALUES (?, ?, ?, ?, ?) "
-                        "ON CONFLICT (budget, scope, period) DO UPDATE SET amount = amount + excluded.amount, "
-                        "updated_ns = excluded.updated_ns",
-                        (charge.budget, charge.scope, charge.period, charge.amount, now),
-                    )
-                    (total,) = connection.execute(
-                        "SELECT amount FROM spend WHERE budget = ? AND scope = ? AND period = ?",
-                        (charge.budget, charge.scope, charge.period),
-                    ).fetchone()
-                    crossed = []
-                    for fraction, amount in charge.thresholds:
-                        if total + 1e-9 < amount:
-                            break
-                        cursor = connection.execute(
-                            "INSERT OR IGNORE INTO fired (budget, scope, period, threshold, fired_ns, pid) "
-                            "VALUES (?, ?, ?, ?, ?, ?)",
-                            (charge.budget, charge.scope, charge.period, fraction, now, pid),
-                        )
-                        if cursor.rowcount == 1:
-                            crossed.append(fraction)
-                    out.append(Charged(charge, float(total), tuple(crossed)))
+                for (budget, scope, period), indices in groups.items():
+                    added = sum(charges[i].amount for i in indices)
+                    total = self._add(connection, budget, scope, period, added, now)
+                    running = total - added
+                    for i in indices:
+                        charge = charges[i]
+                        running += charge.amount
+                        crossed = []
+                        for fraction, amount in charge.thresholds:
+                            if running + 1e-9 < amount:
+                                break
+                            claim = (budget, scope, period, fraction)
+                            if claim in self._claimed:
+                                continue
+                            self._claimed.add(claim)
+                            cursor = connection.execute(
+                                "INSERT OR IGNORE INTO fired (budget, scope, period, threshold, fired_ns, pid) "
+                                "VALUES (?, ?, ?, ?, ?, ?)",
+                                (budget, scope, period, fraction, now, pid),
+                            )
+                            if cursor.rowcount == 1:
+                                crossed.append(fraction)
+                        out[i] = Charged(charge, running, tuple(crossed))
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
+                self._claimed.clear()  # what this transaction claimed was rolled back
                 raise
-        return out
+            if len(self._claimed) > _MAX_CLAIMS:
+                self._claimed.clear()  # only an optimisation: the primary key still decides
+        return [charged for charged in out if charged is not None]
+
+    def _add(
+        self, connection: sqlite3.Connection, budget: str, scope: str, period: str, amount: float, now: int
+    ) -> float:
+        if _RETURNING:
+            (total,) = connection.execute(
+                "INSERT INTO spend (budget, scope, period, amount, updated_ns) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (budget, scope, period) DO UPDATE SET amount = amount + excluded.amount, "
+                "updated_ns = excluded.updated_ns RETURNING amount",
+                (budget, scope, period, amount, now),
+            ).fetchone()
+            return float(total)
+        connection.execute(
+            "INSERT INTO spend (budget, scope, period, amount, updated_ns) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (budget, scope, period) DO UPDATE SET amount = amount + excluded.amount, "
+            "updated_ns = excluded.updated_ns",
+            (budget, scope, period, amount, now),
+        )
+        (total,) = connection.execute(
+            "SELECT amount FROM spend WHERE budget = ? AND scope = ? AND period = ?", (budget, scope, period)
+        ).fetchone()
+        return float(total)
 
     def totals(self, budget: str, period: str) -> dict[str, float]:
         """Scope -> spend of one budget in one period (every process's)."""

@@ -107,6 +107,10 @@ class BudgetRule:
         #: scopes known to be exhausted: all that the check before each call has to look at.
         self._exhausted: dict[str, dict[tuple[str, ...], _Status]] = {}
         self._scopes: dict[str, dict[str, str]] = {}  # scope key -> values (for the gauge)
+        self._keys: dict[tuple[tuple[str, str], ...], str] = {}
+        self._calendar: dict[tuple[str, int], str] = {}
+        #: Budget -> (fraction, amount) of each threshold, ascending.
+        self._thresholds = {b.name: tuple((t, t * b.limit) for t in b.thresholds) for b in self.budgets}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         try:
@@ -130,42 +134,79 @@ class BudgetRule:
     # On the completion worker -----------------------------------------------------------
 
     def observe(self, span: ReadableSpan) -> Sequence[Event]:
+        return self.observe_batch([span])[0]
+
+    def observe_batch(self, spans: Sequence[ReadableSpan]) -> list[Sequence[Event]]:
+        """The threshold events of each span; one ledger transaction for the whole batch."""
+        plans = [self._charges(span) for span in spans]
+        flat = [charge for plan in plans for charge in plan[1]]
+        if not flat:
+            return [() for _ in spans]
+        results = iter(self.ledger.charge(charge for _, _, charge in flat))
+        out: list[Sequence[Event]] = []
+        for when, charges in plans:
+            events: list[Event] = []
+            for budget, scoped, _ in charges:
+                charged = next(results)
+                with self._lock:
+                    self._remember(budget, scoped, charged)
+                events.extend(
+                    self._threshold_event(budget, scoped, charged, threshold, when) for threshold in charged.crossed
+                )
+            out.append(events)
+        return out
+
+    def _charges(self, span: ReadableSpan) -> tuple[int, list[tuple[Budget, dict[str, str], Charge]]]:
+        """What ``span`` adds to which budget, and when it ended."""
+        when = span.end_time or time.time_ns()
         scope = span.instrumentation_scope
         if scope is None or not scope.name.startswith(SCOPE_PREFIX):
-            return ()
+            return when, []
         attrs = span.attributes or {}
         cost = attrs.get(semconv.LLM_AUDIT_COST_USD)
         tokens = _tokens(attrs)
         if cost is None and tokens is None:
-            return ()
+            return when, []
         values = {dimension: attrs.get(key) for dimension, key in SCOPE_ATTRIBUTES.items()}
-        when = span.end_time or time.time_ns()
         context = span.get_span_context()
         trace_id = context.trace_id if context is not None else None
         charges: list[tuple[Budget, dict[str, str], Charge]] = []
         for budget in self.budgets:
             amount = cost if budget.unit == "usd" else tokens
-            if not isinstance(amount, (int, float)) or isinstance(amount, bool) or amount <= 0:
+            if not isinstance(amount, (int, float)) or isinstance(amount, bool) or not amount > 0:
                 continue
             scoped = scope_values(budget, values)
             if scoped is None:
                 continue
-            period = period_key(budget.period, when, _str(attrs.get(semconv.SESSION_ID)), trace_id)
+            period = self._period(budget.period, when, attrs, trace_id)
             if period is None:
                 continue
-            thresholds = [(t, t * budget.limit) for t in budget.thresholds]
-            charges.append((budget, scoped, Charge(budget.name, scope_key(scoped), period, float(amount), thresholds)))
-        if not charges:
-            return ()
-        results = self.ledger.charge(c for _, _, c in charges)
-        events: list[Event] = []
-        with self._lock:
-            for (budget, scoped, _), charged in zip(charges, results, strict=True):
-                self._remember(budget, scoped, charged)
-        for (budget, scoped, _), charged in zip(charges, results, strict=True):
-            for threshold in charged.crossed:
-                events.append(self._threshold_event(budget, scoped, charged, threshold, when))
-        return events
+            charge = Charge(budget.name, self._key_of(scoped), period, float(amount), self._thresholds[budget.name])
+            charges.append((budget, scoped, charge))
+        return when, charges
+
+    def _period(self, period: str, when: int, attrs: Mapping[str, Any], trace_id: int | None) -> str | None:
+        if period == "session":
+            return _str(attrs.get(semconv.SESSION_ID)) or None
+        if period == "run":
+            return format(trace_id, "032x") if trace_id else None
+        second = when // 1_000_000_000  # calendar periods change on the second at the earliest
+        cached = self._calendar.get((period, second))
+        if cached is None:
+            if len(self._calendar) > 64:
+                self._calendar.clear()
+            cached = self._calendar[(period, second)] = period_key(period, when, None, None) or ""
+        return cached
+
+    def _key_of(self, scoped: dict[str, str]) -> str:
+        """The scope's JSON key, remembered (the worker builds one per budget per span)."""
+        values = tuple(scoped.items())
+        key = self._keys.get(values)
+        if key is None:
+            if len(self._keys) > MAX_SCOPES:
+                self._keys.clear()
+            key = self._keys[values] = scope_key(scoped)
+        return key
 
     def _remember(self, budget: Budget, scoped: Mapping[str, str], charged: Charged) -> None:
         key = charged.charge.scope

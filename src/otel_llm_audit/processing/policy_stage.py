@@ -37,17 +37,27 @@ class PolicyStage:
         self.rules = tuple(rules)
 
     def apply(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
-        if not self.rules:
+        if not self.rules or not spans:
             return spans
-        return [self._apply_one(span) for span in spans]
-
-    def _apply_one(self, span: ReadableSpan) -> ReadableSpan:
-        added: list[Event] = []
+        added: list[list[Event]] = [[] for _ in spans]
         for rule in self.rules:
-            try:
-                added.extend(rule.observe(span))
-            except Exception as err:  # a broken rule never costs the span
-                _guard.report_internal_error(f"{rule.name}.observe", err)
+            batch = getattr(rule, "observe_batch", None)
+            if batch is not None:  # one pass for the batch (the budgets: one ledger transaction)
+                try:
+                    for index, events in enumerate(batch(spans)):
+                        added[index].extend(events)
+                except Exception as err:  # a broken rule never costs the spans
+                    _guard.report_internal_error(f"{rule.name}.observe", err)
+                continue
+            for index, span in enumerate(spans):
+                try:
+                    added[index].extend(rule.observe(span))
+                except Exception as err:
+                    _guard.report_internal_error(f"{rule.name}.observe", err)
+        return [self._with_events(span, events) for span, events in zip(spans, added, strict=True)]
+
+    @staticmethod
+    def _with_events(span: ReadableSpan, added: list[Event]) -> ReadableSpan:
         if not added:
             return span
         attributes = dict(span.attributes or {})
