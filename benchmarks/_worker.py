@@ -222,7 +222,7 @@ def configure_llm_audit(setup: Setup, instrument: Callable[[], None]) -> Setup:
         instrument=False,
         http_spans=False,
         policy=ten_budgets() if budgets else None,
-        budget_ledger="off" if budgets else None,
+        budget_ledger=exhausted_ledger(ten_budgets()) if budgets else None,
     )
     if budgets:  # every call is in scope of every budget: the check before each call does all its work
         otel_llm_audit.audit_context(user_id="u-1", team="t", application="bench", tenant_id="acme").__enter__()
@@ -238,8 +238,32 @@ def configure_llm_audit(setup: Setup, instrument: Callable[[], None]) -> Setup:
     return setup
 
 
+def exhausted_ledger(policy: Any) -> str:
+    """A ledger file where each budget that counts per value is exhausted for some other value.
+
+    The check before each call then has exhausted scopes to look through (and never finds the
+    benchmark's own), as in a busy service where some users or teams have run out.
+    """
+    import tempfile
+
+    from otel_llm_audit.processing.budget_ledger import BudgetLedger, Charge
+    from otel_llm_audit.processing.budgets import ledger_name, period_key, scope_key
+
+    path = os.path.join(tempfile.mkdtemp(prefix="bench-budgets-"), "budgets.db")
+    ledger = BudgetLedger(path)
+    now = time.time_ns()
+    for budget in policy.budgets:
+        if "*" not in budget.scope.values():
+            continue  # exhausting it would block the benchmark's own calls
+        scoped = {d: ("someone-else" if v == "*" else v) for d, v in budget.scope.items()}
+        period = period_key(budget.period, now, None, None)
+        ledger.charge([Charge(ledger_name(budget), scope_key(scoped), period or "", 2 * budget.limit, [])])
+    ledger.close()
+    return path
+
+
 def ten_budgets() -> Any:
-    """Ten budgets that all enforce and apply to every call, none ever reached."""
+    """Ten budgets that all enforce and apply to every call, none reached by the benchmark's calls."""
     from otel_llm_audit import Budget, PolicyConfig
 
     scopes = [

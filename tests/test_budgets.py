@@ -28,7 +28,7 @@ from otel_llm_audit.config import set_settings
 from otel_llm_audit.emitter import gate
 from otel_llm_audit.processing.budget_config import load_policy_file
 from otel_llm_audit.processing.budget_ledger import BudgetLedger, Charge
-from otel_llm_audit.processing.budgets import BudgetRule
+from otel_llm_audit.processing.budgets import BudgetRule, ledger_name
 
 try:
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter as InMemoryLogExporter
@@ -103,6 +103,9 @@ def test_a_budget_file_is_read_with_its_defaults(tmp_path: Path) -> None:
         ("budgets: [{name: a, period: day}]", "give exactly one of limit_usd and limit_tokens"),
         ("budgets: [{name: a, period: week, limit_usd: 1}]", "period must be one of hour, day, month, session, run"),
         ("budgets: [{name: a, period: day, limit_usd: -1}]", "the limit must be a positive number"),
+        ("budgets: [{name: a, period: day, limit_usd: '5'}]", "the limit must be a positive number; got '5'"),
+        ("budgets: [{name: a, period: day, limit_usd: 50$}]", "the limit must be a positive number; got '50$'"),
+        ("anomalies: {max_run_seconds: .nan}", "anomalies.max_run_seconds must be a number >= 0"),
         (
             "budgets: [{name: a, period: day, limit_usd: 1, scope: {region: eu}}]",
             "unknown scope dimension(s) ['region']",
@@ -276,7 +279,7 @@ def test_another_process_spend_is_seen_by_the_block_check_after_a_refresh(tmp_pa
     mine = BudgetRule([budget], BudgetLedger(str(tmp_path / "b.db")), refresh_s=0)
     other = BudgetLedger(str(tmp_path / "b.db"))
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    other.charge([Charge("daily", "{}", today, 1.5, [(1.0, 1.0)])])
+    other.charge([Charge(ledger_name(budget), "{}", today, 1.5, [(1.0, 1.0)])])
     assert mine.check({}, None, None) is None  # not seen yet
     mine.refresh()
     refusal = mine.check({}, None, None)
@@ -299,8 +302,10 @@ def test_utilisation_is_a_gauge_per_budget_scope(ledger: BudgetLedger) -> None:
     provider = MeterProvider(metric_readers=[reader])
     budget = Budget(name="per-team", period="day", limit_usd=2.0, scope={"team": "*"})
     rule = BudgetRule([budget], ledger, refresh_s=0, meter_provider=provider)
-    rule.observe(_span(cost=0.5, **{semconv.LLM_AUDIT_TEAM: "a"}))
-    rule.observe(_span(cost=1.5, **{semconv.LLM_AUDIT_TEAM: "b"}))
+    now = time.time_ns()
+    rule.observe(_span(cost=0.5, end_ns=now, **{semconv.LLM_AUDIT_TEAM: "a"}))
+    rule.observe(_span(cost=1.5, end_ns=now, **{semconv.LLM_AUDIT_TEAM: "b"}))
+    rule.observe(_span(cost=9.0, end_ns=DAY_1, **{semconv.LLM_AUDIT_TEAM: "c"}))  # a period that has ended
     data = reader.get_metrics_data()
     points = {
         point.attributes[semconv.LLM_AUDIT_BUDGET_SCOPE]: (point.value, dict(point.attributes))
@@ -439,3 +444,135 @@ def test_a_batch_is_charged_in_one_transaction_and_each_event_lands_on_its_own_s
     # 0.3, 5.3 (50 %, 80 % and 100 % at once), 5.6, 5.9: the second span crossed them all
     assert per_span == [[], [0.5, 0.8, 1.0], [], []]
     rule.shutdown()
+
+
+# ----------------------------------------------------------------------------- failure modes
+
+
+def test_a_busy_ledger_never_stalls_the_worker_and_its_charges_are_written_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from otel_llm_audit import _guard
+
+    _guard.reset_internal_error_counts()
+    budget = Budget(name="daily", period="day", limit_usd=1.0, thresholds=(1.0,))
+    rule = BudgetRule([budget], BudgetLedger(str(tmp_path / "b.db")), refresh_s=0)
+    other = sqlite3.connect(str(tmp_path / "b.db"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    started = time.monotonic()
+    assert _policy(list(rule.observe(_span(cost=0.6)))) == []
+    assert time.monotonic() - started < 5  # the busy timeout is 50 ms, not the 30 s of a default connection
+    assert _guard.internal_error_counts()["budgets.ledger"] == 1
+    other.execute("ROLLBACK")
+    # The next span writes both: the kept 0.6 and its own 0.6 cross the limit, once.
+    (event,) = _policy(list(rule.observe(_span(cost=0.6))))
+    assert event[semconv.LLM_AUDIT_BUDGET_SPEND] == pytest.approx(1.2)
+    assert rule.ledger.totals(ledger_name(budget), "2026-11-18") == {"{}": pytest.approx(1.2)}
+    rule.shutdown()
+    other.close()
+
+
+def test_charges_of_spans_completed_on_an_application_thread_wait_for_the_worker(ledger: BudgetLedger) -> None:
+    budget = Budget(name="daily", period="day", limit_usd=1.0, thresholds=(1.0,))
+    rule = BudgetRule([budget], ledger, refresh_s=0)
+    assert rule.observe_batch([_span(cost=0.7)], defer=True) == [[]]
+    assert ledger.totals(ledger_name(budget), "2026-11-18") == {}  # nothing written on that thread
+    (events,) = rule.observe_batch([_span(cost=0.7)])
+    assert [e[semconv.LLM_AUDIT_BUDGET_SPEND] for e in _policy(list(events))] == [pytest.approx(1.4)]
+    rule.shutdown()
+
+
+def test_a_budget_whose_scope_changed_between_deployments_starts_afresh(tmp_path: Path) -> None:
+    path = str(tmp_path / "b.db")
+    old = Budget(name="spend", period="day", limit_usd=1.0, scope={"team": "*"}, enforce=True)
+    first = BudgetRule([old], BudgetLedger(path), refresh_s=0)
+    first.observe(_span(cost=5.0, end_ns=time.time_ns(), **{semconv.LLM_AUDIT_TEAM: "a"}))
+    first.shutdown()
+    new = Budget(name="spend", period="day", limit_usd=1.0, scope={"user": "*"}, enforce=True)
+    second = BudgetRule([new], BudgetLedger(path), refresh_s=0)  # no KeyError at start-up
+    second.refresh()
+    assert second.check({"team": "a", "user": "u"}, None, None) is None
+    second.shutdown()
+
+
+def test_two_exhausted_runs_are_both_blocked(ledger: BudgetLedger) -> None:
+    budget = Budget(name="per-run", period="run", limit_usd=1.0, enforce=True)
+    rule = BudgetRule([budget], ledger, refresh_s=0)
+    rule.observe(_span(cost=2.0, trace_id=11))
+    rule.observe(_span(cost=2.0, trace_id=12))
+    assert isinstance(rule.check({}, None, 11), BudgetExceededError)
+    assert isinstance(rule.check({}, None, 12), BudgetExceededError)
+    assert rule.check({}, None, 13) is None
+    rule.shutdown()
+
+
+def test_an_exhausted_budget_lets_calls_go_again_when_its_period_ends(ledger: BudgetLedger) -> None:
+    now = [DAY_1 / 1e9]
+    budget = Budget(name="daily", period="day", limit_usd=1.0, enforce=True)
+    rule = BudgetRule([budget], ledger, refresh_s=0, clock=lambda: now[0])
+    rule.observe(_span(cost=2.0, end_ns=DAY_1))
+    assert isinstance(rule.check({}, None, None), BudgetExceededError)
+    now[0] = DAY_2 / 1e9
+    assert rule.check({}, None, None) is None
+    rule.shutdown()
+
+
+def test_a_ledger_file_that_is_not_a_database_is_a_start_up_error(tmp_path: Path) -> None:
+    path = tmp_path / "budgets.db"
+    path.write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(BudgetConfigError, match=f"budget ledger '{path}' cannot be opened"):
+        otel_llm_audit.configure(
+            span_exporters=[], metric_readers=[], tracer_provider=TracerProvider(), set_global=False,
+            instrument=False, budget_ledger=str(path),
+            policy={"budgets": [{"name": "x", "period": "day", "limit_usd": 1}]},
+        )  # fmt: skip
+
+
+def test_the_gate_is_installed_only_when_a_budget_enforces(tmp_path: Path) -> None:
+    pipeline = otel_llm_audit.configure(
+        span_exporters=[], metric_readers=[], tracer_provider=TracerProvider(), set_global=False,
+        instrument=False, budget_ledger=str(tmp_path / "b.db"),
+        policy={"budgets": [{"name": "x", "period": "day", "limit_usd": 1}]},
+    )  # fmt: skip
+    try:
+        assert pipeline.budgets is not None and gate.current() is None
+    finally:
+        pipeline.shutdown()
+        set_settings(None)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork() only")
+def test_a_forked_child_charges_the_ledger_with_a_connection_of_its_own(tmp_path: Path) -> None:
+    import os
+
+    budget = Budget(name="daily", period="day", limit_usd=10.0, enforce=True)
+    rule = BudgetRule([budget], BudgetLedger(str(tmp_path / "b.db")), refresh_s=0.05)
+    rule.observe(_span(cost=1.0))
+    pid = os.fork()
+    if pid == 0:  # the child: charge, then say how it went through the exit code
+        code = 1
+        try:
+            rule.observe(_span(cost=2.0))
+            code = 0 if any(t.name == "otel-llm-audit-budgets" for t in threading.enumerate()) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert rule.ledger.totals(ledger_name(budget), "2026-11-18") == {"{}": pytest.approx(3.0)}
+    rule.shutdown()
+
+
+def test_a_session_budget_blocks_a_session_whose_id_the_application_gave_as_a_number(
+    budgeted: Callable[..., tuple[Any, Any]], make_client: Callable[[], Any], fake_server: Any
+) -> None:
+    audit, _ = budgeted(Budget(name="per-session", period="session", limit_tokens=10, enforce=True))
+    client = make_client()
+    with otel_llm_audit.audit_context(session_id=42):  # type: ignore[arg-type]  # an int, as apps do
+        _chat(client)
+        audit.pipeline.force_flush(10_000)
+        with pytest.raises(BudgetExceededError) as raised:
+            _chat(client)
+    assert raised.value.period == "42"
+    assert len(fake_server.requests) == 1

@@ -99,7 +99,7 @@ class AuditPipeline:
                 logger.debug("otel-llm-audit: uninstrument failed", exc_info=True)
         self.tracer_provider.shutdown()
         if self.budgets is not None and gate.current() is self.budgets:
-            gate.install(None)
+            gate.install(None)  # (after the provider: the last spans are still charged)
         if self.meter_provider is not None:
             self.meter_provider.shutdown()
 
@@ -173,7 +173,8 @@ def configure(
             route_all=store is not None,
             policy=PolicyStage(rules),
         )
-        gate.install(budgets)  # the provider instrumentors ask it before each call
+        # The provider instrumentors ask the gate before each call: only when some budget blocks.
+        gate.install(budgets if budgets is not None and budgets.enforcing else None)
         if set_global:
             _set_global_providers(provider, mp)
         # atexit runs last-registered first: complete queued spans (and record their metrics)

@@ -1,8 +1,8 @@
 """The check the emitter asks before each provider call: may it go? (Installed by ``configure()``.)
 
 The emitter knows nothing of budgets; the policy layer (:mod:`otel_llm_audit.processing.budgets`)
-installs a gate here, and the provider instrumentors' start of a call asks it. No gate (the
-default), or a gate with no enforcing budget, costs one attribute read per call.
+installs a gate here when some budget enforces, and the provider instrumentors' start of a call
+asks it. No gate (the default) costs one attribute read per call.
 """
 
 from __future__ import annotations

@@ -154,16 +154,24 @@ class Emitter:
             "user": attributes.get(semconv.USER_ID),
             "model": record.request_model,
         }
-        parent = trace.get_current_span(context).get_span_context()
-        trace_id = parent.trace_id if parent.is_valid else None
-        session = identity.session_id if identity is not None else None
-        refusal = gate_in_force.check(values, session, trace_id)
+        try:
+            parent = trace.get_current_span(context).get_span_context()
+            trace_id = parent.trace_id if parent.is_valid else None
+            # The span's own value (a string), as the budgets count it.
+            session = attributes.get(semconv.SESSION_ID)
+            refusal = gate_in_force.check(values, session, trace_id)
+        except Exception as err:  # a broken check lets the call go, recorded as usual
+            _guard.report_internal_error("budgets.check", err)
+            return
         if refusal is None:
             return
-        record.policy_events.append(gate_in_force.blocked_event(refusal))
-        call = self._start_llm_call(record, identity, context)
-        if call is not None:
-            call.end(refusal)
+        try:  # once refused, refused: recording it must not let the call through
+            record.policy_events.append(gate_in_force.blocked_event(refusal))
+            call = self._start_llm_call(record, identity, context)
+            if call is not None:
+                call.end(refusal)
+        except Exception as err:
+            _guard.report_internal_error("budgets.record_blocked", err)
         raise refusal
 
     def _start_llm_call(

@@ -71,7 +71,7 @@ class Budget:
             raise BudgetConfigError(f"{where}: period must be one of {', '.join(PERIODS)}; got {self.period!r}")
         if (self.limit_usd is None) == (self.limit_tokens is None):
             raise BudgetConfigError(f"{where}: give exactly one of limit_usd and limit_tokens")
-        limit = self.limit
+        limit = self.limit_usd if self.limit_usd is not None else self.limit_tokens
         if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit) or limit <= 0:
             raise BudgetConfigError(f"{where}: the limit must be a positive number; got {limit!r}")
         unknown = set(self.scope) - set(SCOPE_ATTRIBUTES)
@@ -117,7 +117,7 @@ class AnomalyLimits:
     def __post_init__(self) -> None:
         for name in ("max_model_calls", "max_tool_calls", "repeated_tool_call", "max_run_tokens", "max_run_seconds"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise BudgetConfigError(f"anomalies.{name} must be a number >= 0 (0 turns it off); got {value!r}")
         if self.repeated_tool_call == 1:
             raise BudgetConfigError("anomalies.repeated_tool_call must be 0 (off) or at least 2")
@@ -181,7 +181,7 @@ def parse_policy(document: Any, source: str = "code") -> PolicyConfig:
         )
     try:
         anomalies = AnomalyLimits(**raw_anomalies)
-    except BudgetConfigError as err:
+    except (BudgetConfigError, TypeError, ValueError) as err:
         raise BudgetConfigError(f"{source}: {err}") from None
     return PolicyConfig(budgets, anomalies, source)
 
@@ -215,5 +215,5 @@ def _budget(item: Any, index: int, source: str) -> Budget:
         )
     except BudgetConfigError as err:
         raise BudgetConfigError(f"{source}: budgets[{index}]: {err}") from None
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise BudgetConfigError(f"{source}: budgets[{index}]: {err}") from None

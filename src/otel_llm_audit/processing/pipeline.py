@@ -290,13 +290,14 @@ class AuditSpanProcessor(SpanProcessor):
         for span in self._mask(self._police(completed)):
             self._forward(span)
 
-    def _police(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
+    def _police(self, spans: list[ReadableSpan], *, defer: bool = False) -> list[ReadableSpan]:
         """Budget and anomaly events onto the completed spans (the rules guard themselves)."""
         policy = self._policy
-        return spans if policy is None else policy.apply(spans)
+        return spans if policy is None else policy.apply(spans, defer=defer)
 
     def _police_one(self, span: ReadableSpan) -> ReadableSpan:
-        return self._police([span])[0]
+        """One span completed on the application's thread: nothing that waits happens here."""
+        return self._police([span], defer=True)[0]
 
     def _mask(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
         masking = self._masking
@@ -345,7 +346,7 @@ class AuditSpanProcessor(SpanProcessor):
                 publishers.append(deferred)
             except Exception as err:
                 _guard.report_internal_error("pipeline.build", err)
-        built = self._police(built)
+        built = self._police(built, defer=failure is not None)  # with a failure: the caller's thread
         finished = self._mask(built) if failure is None else [self._withheld(span, failure) for span in built]
         local = self._local
         for deferred, span in zip(publishers, finished, strict=True):

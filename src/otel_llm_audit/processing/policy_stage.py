@@ -3,7 +3,9 @@
 They run on the completion worker, once a span is complete (its cost, tokens and identity are
 on it) and before masking. So an event lands on the very span that crossed a threshold or
 broke a rule, is masked and sealed with it, and becomes an audit log record like every policy
-event. Nothing here runs on the application's thread.
+event. When the completion queue is full, or after shutdown, a span is completed on the
+application's thread: the rules then run there too, but nothing that waits (the budget ledger
+is written later, by the worker).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ class PolicyStage:
     def __init__(self, rules: Sequence[SpanRule]) -> None:
         self.rules = tuple(rules)
 
-    def apply(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
+    def apply(self, spans: list[ReadableSpan], *, defer: bool = False) -> list[ReadableSpan]:
+        """``defer``: the spans were completed on an application's thread (a full queue, or after
+        shutdown): rules that write somewhere (the budget ledger) only remember, for the worker."""
         if not self.rules or not spans:
             return spans
         added: list[list[Event]] = [[] for _ in spans]
@@ -44,7 +48,7 @@ class PolicyStage:
             batch = getattr(rule, "observe_batch", None)
             if batch is not None:  # one pass for the batch (the budgets: one ledger transaction)
                 try:
-                    for index, events in enumerate(batch(spans)):
+                    for index, events in enumerate(batch(spans, defer=defer)):
                         added[index].extend(events)
                 except Exception as err:  # a broken rule never costs the spans
                     _guard.report_internal_error(f"{rule.name}.observe", err)
