@@ -71,6 +71,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -148,10 +149,15 @@ class AnomalyRule:
         self._clock = clock
         self._runs: OrderedDict[int, _Run] = OrderedDict()
         self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # a lock held by the parent's worker at fork time
+            os.register_at_fork(after_in_child=self._after_fork)
         self._active = any(
             getattr(limits, f)
             for f in ("max_model_calls", "max_tool_calls", "repeated_tool_call", "max_run_tokens", "max_run_seconds")
         )
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     @property
     def tracked_runs(self) -> int:
