@@ -589,3 +589,33 @@ def test_after_fork_the_child_masks_with_a_fresh_thread(make_audit: Callable[...
     _, status = os.waitpid(pid, 0)
     assert status == 0
     assert json.loads(out.read_text()) == ["child saw <EMAIL_ADDRESS>"]
+
+
+def test_presidio_is_imported_on_the_configuring_thread_not_the_maskers(tmp_path: Path) -> None:
+    """Two threads importing the same modules can fail on Python <= 3.11 (KeyError, bpo-38884):
+    the heavy imports happen in configure(), before the masking thread starts."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "which_thread.py"
+    script.write_text(
+        "import sys, threading\n"
+        "seen = {}\n"
+        "class Watch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name in ('presidio_analyzer', 'spacy', 'tldextract'):\n"
+        "            seen.setdefault(name, threading.current_thread().name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "from otel_llm_audit.config import Settings\n"
+        "from otel_llm_audit.processing.masking_stage import MaskingStage\n"
+        "stage = MaskingStage.from_settings(Settings.from_env(content='masked'))\n"
+        "assert stage.wait_ready(120)\n"
+        "print(sorted(seen.items()))\n",
+        encoding="utf-8",
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, check=True)
+    assert (
+        out.stdout.strip()
+        == "[('presidio_analyzer', 'MainThread'), ('spacy', 'MainThread'), ('tldextract', 'MainThread')]"
+    )

@@ -105,6 +105,12 @@ class MaskingStage:
 
         policy = MaskingPolicy.load(settings.masking_policy or None)
         key = Masker.pseudonym_key(policy)  # a missing or short key is a start-up error
+        # Import presidio (and spaCy, pydantic.v1, tldextract, ...) here, on the caller's thread,
+        # before the stage's thread starts: on Python 3.11 and older, two threads importing the
+        # same modules at once can fail with KeyError (CPython bpo-38884), and the application
+        # (or opentelemetry-instrument loading other instrumentors) imports some of them too.
+        # About a second, once, at start-up; building and warming the analyzer stays off-thread.
+        from otel_llm_audit.processing.masking import recognizers  # noqa: F401
 
         def build() -> SpanRedactor:
             return SpanRedactor(policy, shared_masker(policy, key))
