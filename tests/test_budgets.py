@@ -576,3 +576,17 @@ def test_a_session_budget_blocks_a_session_whose_id_the_application_gave_as_a_nu
             _chat(client)
     assert raised.value.period == "42"
     assert len(fake_server.requests) == 1
+
+
+def test_a_start_up_error_after_the_budgets_leaves_no_budget_thread_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "no-such-exporter")
+    with pytest.raises(ValueError, match="no exporter named 'no-such-exporter'"):
+        otel_llm_audit.configure(
+            span_exporters=[], metric_readers=[], tracer_provider=TracerProvider(), set_global=False,
+            instrument=False, budget_ledger=str(tmp_path / "b.db"),
+            policy={"budgets": [{"name": "x", "period": "day", "limit_usd": 1, "enforce": True}]},
+        )  # fmt: skip
+    assert not [t for t in threading.enumerate() if t.name == "otel-llm-audit-budgets"]
+    assert gate.current() is None

@@ -147,6 +147,14 @@ def configure(
         if mp is None and readers:
             mp = MeterProvider(resource=provider.resource, metric_readers=readers)
         masking = masking_stage_for(resolved, mp)
+        store = (
+            StoreAndForwardProcessor.build(resolved, exporters, provider.resource) if resolved.store_enabled else None
+        )
+        downstream: list[SpanProcessor] = [store] if store is not None else [BatchSpanProcessor(e) for e in exporters]
+        logger_provider = _audit_logger_provider(resolved, provider.resource, log_exporters)
+        if logger_provider is not None:  # behind the masking stage, beside the exporters
+            downstream.append(AuditLogProcessor(logger_provider))
+        # After the steps that can still fail at start-up: the budgets start a thread and open a file.
         budgets = (
             BudgetRule(policy_config.budgets, BudgetLedger(resolved.budget_ledger), meter_provider=mp)
             if policy_config.budgets
@@ -155,13 +163,6 @@ def configure(
         rules: list[SpanRule] = [AnomalyRule(policy_config.anomalies)]
         if budgets is not None:
             rules.insert(0, budgets)
-        store = (
-            StoreAndForwardProcessor.build(resolved, exporters, provider.resource) if resolved.store_enabled else None
-        )
-        downstream: list[SpanProcessor] = [store] if store is not None else [BatchSpanProcessor(e) for e in exporters]
-        logger_provider = _audit_logger_provider(resolved, provider.resource, log_exporters)
-        if logger_provider is not None:  # behind the masking stage, beside the exporters
-            downstream.append(AuditLogProcessor(logger_provider))
         provider.add_span_processor(AuditIdentitySpanProcessor())
         processor = AuditSpanProcessor.attach(
             provider,
