@@ -590,3 +590,17 @@ def test_a_start_up_error_after_the_budgets_leaves_no_budget_thread_behind(
         )  # fmt: skip
     assert not [t for t in threading.enumerate() if t.name == "otel-llm-audit-budgets"]
     assert gate.current() is None
+
+
+def test_the_gate_reads_the_scope_from_the_identity_attributes_and_the_requested_model(ledger: BudgetLedger) -> None:
+    budget = Budget(name="per-team-model", period="day", limit_usd=1.0, scope={"team": "*", "model": "*"}, enforce=True)
+    rule = BudgetRule([budget], ledger, refresh_s=0)
+    rule.observe(_span(cost=2.0, end_ns=time.time_ns(), **{semconv.LLM_AUDIT_TEAM: "a"}))  # model gpt-4o-mini
+    identity = {semconv.LLM_AUDIT_TEAM: "a", semconv.USER_ID: "u-1"}
+    refusal = rule.refuse(identity, "gpt-4o-mini", None)
+    assert isinstance(refusal, BudgetExceededError)
+    assert refusal.scope == {"model": "gpt-4o-mini", "team": "a"}
+    assert rule.refuse(identity, "gpt-4o", None) is None  # another model
+    assert rule.refuse({semconv.LLM_AUDIT_TEAM: "b"}, "gpt-4o-mini", None) is None  # another team
+    assert rule.refuse({}, "gpt-4o-mini", None) is None  # no team: the budget does not apply
+    rule.shutdown()

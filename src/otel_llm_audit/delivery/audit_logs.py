@@ -33,6 +33,9 @@ logger = logging.getLogger("otel_llm_audit")
 
 #: The instrumentation scope of the log records.
 SCOPE = "otel_llm_audit.audit_log"
+#: The attribute that named an event before log records had an ``event_name`` field (the older
+#: event conventions; deprecated upstream, so not in our registry). Used on SDKs before the field.
+LEGACY_EVENT_NAME = "event.name"
 #: Span events that are also log records.
 LOGGED_EVENTS = frozenset({semconv.EVENT_LLM_AUDIT_POLICY, semconv.EVENT_LLM_AUDIT_HUMAN_REVIEW})
 #: Span attributes copied onto each record, so a SIEM rule needs no join with the trace:
@@ -182,7 +185,7 @@ def emit_log_record(
 
     accepted = inspect.signature(LogRecord.__init__).parameters
     if "event_name" not in accepted:  # before the field existed: the older convention's attribute
-        attributes = {**attributes, "event.name": event_name}
+        attributes = {**attributes, LEGACY_EVENT_NAME: event_name}
     kwargs: dict[str, Any] = {
         "timestamp": timestamp,
         "trace_id": span_context.trace_id,

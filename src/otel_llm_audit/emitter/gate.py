@@ -15,11 +15,13 @@ from otel_llm_audit.records import PolicyEvent
 
 
 class CallGate(Protocol):
-    """Says whether a call with these scope values may be sent now."""
+    """Says whether a call may be sent now."""
 
-    def check(
-        self, values: Mapping[str, Any], session_id: str | None, trace_id: int | None
-    ) -> BudgetExceededError | None: ...
+    def refuse(
+        self, identity: Mapping[str, Any], model: str | None, trace_id: int | None
+    ) -> BudgetExceededError | None:
+        """The refusal of a call by ``identity`` (the audit context's span attributes) to ``model``
+        in trace ``trace_id``, or ``None`` to let it go."""
 
     def blocked_event(self, error: BudgetExceededError) -> PolicyEvent: ...
 

@@ -146,20 +146,12 @@ class Emitter:
         context: otel_context.Context | None,
     ) -> None:
         """Raise the gate's refusal, once the blocked call is recorded as an error span."""
-        attributes = identity.attributes if identity is not None else {}
-        values = {
-            "tenant": attributes.get(semconv.LLM_AUDIT_TENANT_ID),
-            "team": attributes.get(semconv.LLM_AUDIT_TEAM),
-            "application": attributes.get(semconv.LLM_AUDIT_APPLICATION),
-            "user": attributes.get(semconv.USER_ID),
-            "model": record.request_model,
-        }
         try:
             parent = trace.get_current_span(context).get_span_context()
             trace_id = parent.trace_id if parent.is_valid else None
-            # The span's own value (a string), as the budgets count it.
-            session = attributes.get(semconv.SESSION_ID)
-            refusal = gate_in_force.check(values, session, trace_id)
+            # The identity as the span will carry it: what the budgets count spend under.
+            attributes = identity.attributes if identity is not None else {}
+            refusal = gate_in_force.refuse(attributes, record.request_model, trace_id)
         except Exception as err:  # a broken check lets the call go, recorded as usual
             _guard.report_internal_error("budgets.check", err)
             return

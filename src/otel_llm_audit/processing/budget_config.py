@@ -31,13 +31,15 @@ from typing import Any
 
 import yaml
 
+from otel_llm_audit import semconv
+
 #: Scope dimension -> the span attribute whose value it is counted under.
 SCOPE_ATTRIBUTES: Mapping[str, str] = {
-    "tenant": "llm_audit.tenant.id",
-    "team": "llm_audit.team",
-    "application": "llm_audit.application",
-    "user": "user.id",
-    "model": "gen_ai.request.model",
+    "tenant": semconv.LLM_AUDIT_TENANT_ID,
+    "team": semconv.LLM_AUDIT_TEAM,
+    "application": semconv.LLM_AUDIT_APPLICATION,
+    "user": semconv.USER_ID,
+    "model": semconv.GEN_AI_REQUEST_MODEL,
 }
 PERIODS = ("hour", "day", "month", "session", "run")
 #: Matches every value of a dimension, each counted apart.

@@ -338,6 +338,17 @@ class BudgetRule:
 
     # On the application's thread --------------------------------------------------------
 
+    def refuse(
+        self, identity: Mapping[str, Any], model: str | None, trace_id: int | None
+    ) -> BudgetExceededError | None:
+        """The gate's question (:mod:`otel_llm_audit.emitter.gate`): the call's scope values are
+        read from the identity's span attributes, as :meth:`observe_batch` reads the span's."""
+        if not self._exhausted:
+            return None
+        values = {dimension: identity.get(key) for dimension, key in SCOPE_ATTRIBUTES.items()}
+        values["model"] = model
+        return self.check(values, _str(identity.get(semconv.SESSION_ID)), trace_id)
+
     def check(
         self, values: Mapping[str, Any], session_id: str | None, trace_id: int | None
     ) -> BudgetExceededError | None:

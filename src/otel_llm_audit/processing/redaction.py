@@ -167,26 +167,22 @@ class SpanRedactor:
             attrs[semconv.LLM_AUDIT_REDACTION_ENTITIES] = _counts_json(outcome.entities)
 
     def _pii_event(self, sent: Counter[str], when: int | None) -> Event:
+        """Personal data was found in what was sent, and masked."""
         details = {"entities": dict(sorted(sent.items())), "policy_version": self.policy_version}
-        return Event(
-            semconv.EVENT_LLM_AUDIT_POLICY,
-            {
-                semconv.LLM_AUDIT_POLICY_CATEGORY: _PII_CATEGORY,
-                semconv.LLM_AUDIT_POLICY_ACTION: semconv.LlmAuditPolicyActionValues.MASKED,
-                semconv.LLM_AUDIT_POLICY_SOURCE: _PII_POLICY_SOURCE,
-                semconv.LLM_AUDIT_POLICY_NAME: _PII_POLICY_NAME,
-                semconv.LLM_AUDIT_POLICY_DETAILS: json.dumps(details, sort_keys=True, separators=(",", ":")),
-            },
-            when,
-        )
+        return self._masking_event(semconv.LlmAuditPolicyActionValues.MASKED, details, when)
 
     def _withheld_event(self, failure: str, when: int | None) -> Event:
+        """Masking could not run: the content was withheld."""
         details = {"failure": failure, "content": "withheld", "policy_version": self.policy_version}
+        return self._masking_event(semconv.LlmAuditPolicyActionValues.REDACTED, details, when)
+
+    @staticmethod
+    def _masking_event(action: str, details: dict[str, Any], when: int | None) -> Event:
         return Event(
             semconv.EVENT_LLM_AUDIT_POLICY,
             {
                 semconv.LLM_AUDIT_POLICY_CATEGORY: _PII_CATEGORY,
-                semconv.LLM_AUDIT_POLICY_ACTION: semconv.LlmAuditPolicyActionValues.REDACTED,
+                semconv.LLM_AUDIT_POLICY_ACTION: action,
                 semconv.LLM_AUDIT_POLICY_SOURCE: _PII_POLICY_SOURCE,
                 semconv.LLM_AUDIT_POLICY_NAME: _PII_POLICY_NAME,
                 semconv.LLM_AUDIT_POLICY_DETAILS: json.dumps(details, sort_keys=True, separators=(",", ":")),
